@@ -1,0 +1,49 @@
+# The two commands of the README: `make up` runs the system, `make test` runs the tests.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PY
+
+.PHONY: up down logs test install services migrate lint fmt
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+	$(BIN)/incidentflow provision
+
+services:
+	./scripts/ensure-services.sh
+
+migrate: install services
+	$(BIN)/incidentflow migrate
+
+up: migrate
+	$(BIN)/incidentflow up
+	@echo "Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
+	@echo "Dev inbox: var/mail/*.eml    Logs: make logs    Stop: make down"
+	@echo "Try it:"
+	@echo "  curl -s -X POST http://localhost:8000/api/incidents -H 'Content-Type: application/json' -d '{\"customer_id\": \"99876\", \"channel\": \"email\", \"message\": \"I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!\", \"email\": \"test@example.com\"}'"
+
+down:
+	@test -x $(BIN)/incidentflow && $(BIN)/incidentflow down || echo "nothing to stop"
+
+logs:
+	tail -n 50 -F var/log/*.log
+
+test: install services
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy contracts incidentflow services
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

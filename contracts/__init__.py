@@ -1,0 +1,1 @@
+"""Versioned event contracts and the messaging topology shared by all incidentflow services."""

@@ -1,0 +1,142 @@
+"""Incident events: one frozen pydantic model per event, each with the common envelope.
+
+Changes are additive. A breaking change is a new model with a new ``schema_version`` and a new
+routing key beside the old one, never an edit of a published one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Channel = Literal["email", "chat", "sms", "whatsapp"]
+Sentiment = Literal["negative", "neutral", "positive"]
+Category = Literal[
+    "duplicate_payment",
+    "failed_payment",
+    "fraud_report",
+    "refund_request",
+    "account_locked",
+    "statement_error",
+    "other",
+]
+CATEGORIES: tuple[Category, ...] = (
+    "duplicate_payment",
+    "failed_payment",
+    "fraud_report",
+    "refund_request",
+    "account_locked",
+    "statement_error",
+    "other",
+)
+NotificationKind = Literal["ack", "reminder"]
+
+# Namespace for deterministic event ids: a step that handles the same input twice emits the
+# same event_id, so the next consumer recognises the duplicate.
+_EVENT_NAMESPACE = uuid.UUID("6f1c1d2e-8a53-4c39-9a57-2f6f0c1e9b11")
+
+
+def derived_event_id(incident_id: uuid.UUID, step: str) -> uuid.UUID:
+    """The event id a step emits for an incident: stable across redeliveries."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{incident_id}:{step}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Envelope carried by every event."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    incident_id: uuid.UUID
+    occurred_at: datetime = Field(default_factory=_now)
+    schema_version: int = 1
+    # W3C trace context (traceparent / tracestate), so one incident is one trace.
+    trace: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def routing_key(cls) -> str:
+        return f"{cls.name}.v{cls.version}"
+
+
+class IncidentReceived(Event):
+    """Ingest accepted a customer message."""
+
+    name: ClassVar[str] = "incident.received"
+
+    customer_id: str
+    channel: Channel
+    message: str
+    email: str
+    phone: str | None = None
+    created_at: datetime
+
+
+class IncidentScored(IncidentReceived):
+    """Sentiment scored the message."""
+
+    name: ClassVar[str] = "incident.scored"
+
+    sentiment: Sentiment
+    polarity: float
+
+
+class IncidentClassified(IncidentScored):
+    """Classifier put the incident in one of the seven categories."""
+
+    name: ClassVar[str] = "incident.classified"
+
+    classification: Category
+    confidence: float
+    reason: str
+    classifier_model: str
+
+
+class IncidentTicketed(IncidentClassified):
+    """Ticketing opened (or fell back to a local id for) the ticket."""
+
+    name: ClassVar[str] = "incident.ticketed"
+
+    ticket_id: str
+    ticket_fallback: bool
+
+
+class IncidentAcknowledged(Event):
+    """Notifier told the customer that the incident was received."""
+
+    name: ClassVar[str] = "incident.acknowledged"
+
+    ticket_id: str
+    channels: list[str]
+
+
+class ReminderDue(Event):
+    """A scheduled follow-up reached its due time (delivered through the delay queues)."""
+
+    name: ClassVar[str] = "reminder.due"
+
+    reminder_id: int
+    kind: str
+    due_at: datetime
+
+
+class ReminderRequested(Event):
+    """Reminder found the incident still open and asks notifier to follow up."""
+
+    name: ClassVar[str] = "reminder.requested"
+
+    reminder_id: int
+    kind: str
+    ticket_id: str
+    email: str
+    message: str
+    created_at: datetime

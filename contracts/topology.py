@@ -1,0 +1,172 @@
+"""The RabbitMQ topology: exchanges, work queues, dead-letter queues and the delay levels.
+
+Every service declares what it uses from here, so a queue's arguments are defined once;
+redeclaring a queue with other arguments fails with PRECONDITION_FAILED, so change a queue's
+arguments only together with a new queue name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+from contracts.events import (
+    Event,
+    IncidentAcknowledged,
+    IncidentClassified,
+    IncidentReceived,
+    IncidentScored,
+    IncidentTicketed,
+    ReminderDue,
+    ReminderRequested,
+)
+
+EVENTS = RabbitExchange("incidentflow.events", type=ExchangeType.TOPIC, durable=True)
+DEAD_LETTERS = RabbitExchange("incidentflow.dlx", type=ExchangeType.DIRECT, durable=True)
+
+# A message that fails this many times goes to its dead-letter queue instead of looping.
+DELIVERY_LIMIT = 10
+# Bounded queues: when full, publishes are refused (publisher sees a nack), never dropped.
+MAX_QUEUE_LENGTH = 1_000_000
+
+
+def dead_letter_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.dlq"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One consuming service's queue for one event, bound to EVENTS or to the delay exit."""
+
+    service: str
+    event: type[Event]
+    delayed: bool = False
+
+    @property
+    def source(self) -> RabbitExchange:
+        return DelayLevels.DELIVERY if self.delayed else EVENTS
+
+    @property
+    def binding_key(self) -> str:
+        # Delayed messages arrive with their delay digits in front of the routing key.
+        return f"#.{self.routing_key}" if self.delayed else self.routing_key
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.service}.{self.event.name.replace('.', '-')}"
+
+    @property
+    def routing_key(self) -> str:
+        return self.event.routing_key()
+
+    @property
+    def queue(self) -> RabbitQueue:
+        return work_queue(self.queue_name, self.binding_key)
+
+    @property
+    def dead_letter_queue(self) -> RabbitQueue:
+        return work_queue(dead_letter_queue_name(self.queue_name), self.queue_name, dlq=True)
+
+
+def work_queue(name: str, routing_key: str, *, dlq: bool = False) -> RabbitQueue:
+    """A durable quorum queue; work queues dead-letter (at least once) into their own DLQ."""
+    arguments: dict[str, object] = {"x-overflow": "reject-publish"}
+    if not dlq:
+        arguments |= {
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-max-length": MAX_QUEUE_LENGTH,
+            "x-dead-letter-exchange": DEAD_LETTERS.name,
+            "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",
+        }
+    return RabbitQueue(
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments=arguments,  # type: ignore[arg-type]
+        routing_key=routing_key,
+    )
+
+
+SENTIMENT_RECEIVED = Route("sentiment", IncidentReceived)
+CLASSIFIER_SCORED = Route("classifier", IncidentScored)
+TICKETING_CLASSIFIED = Route("ticketing", IncidentClassified)
+NOTIFIER_TICKETED = Route("notifier", IncidentTicketed)
+NOTIFIER_REMINDER = Route("notifier", ReminderRequested)
+REMINDER_TICKETED = Route("reminder", IncidentTicketed)
+REMINDER_DUE = Route("reminder", ReminderDue, delayed=True)
+
+WORK_ROUTES: tuple[Route, ...] = (
+    SENTIMENT_RECEIVED,
+    CLASSIFIER_SCORED,
+    TICKETING_CLASSIFIED,
+    NOTIFIER_TICKETED,
+    NOTIFIER_REMINDER,
+    REMINDER_TICKETED,
+    REMINDER_DUE,
+)
+
+
+def acknowledgement_queue(instance: str) -> RabbitQueue:
+    """Ingest's per-process queue of acknowledgements, to answer callers that wait.
+
+    Transient on purpose: losing it only turns a 201 into a 202, and the database is the
+    source of truth for anyone who asks afterwards.
+    """
+    return RabbitQueue(
+        f"ingest.incident-acknowledged.{instance}",
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+        routing_key=IncidentAcknowledged.routing_key(),
+    )
+
+
+class DelayLevels:
+    """Plugin-free delayed delivery: binary TTL levels, as Kombu and NServiceBus build it.
+
+    Level N is a quorum queue whose per-queue TTL is 2^N seconds and that dead-letters into
+    level N-1. A message's routing key is its delay as LEVELS binary digits, then the target
+    routing key: each level's exchange sends it through its queue when its digit is 1 and
+    straight on to the next level when it is 0. Level 0 ends at the delivery exchange, where
+    target queues bind with ``#.<routing key>``.
+    """
+
+    LEVELS = 28  # 2^28 s is 8.5 years
+    PREFIX = "incidentflow.delay"
+    DELIVERY = RabbitExchange(f"{PREFIX}.delivery", type=ExchangeType.TOPIC, durable=True)
+
+    @classmethod
+    def exchange(cls, level: int) -> RabbitExchange:
+        return RabbitExchange(f"{cls.PREFIX}.{level}", type=ExchangeType.TOPIC, durable=True)
+
+    @classmethod
+    def next_exchange_name(cls, level: int) -> str:
+        return cls.DELIVERY.name if level == 0 else cls.exchange(level - 1).name
+
+    @classmethod
+    def queue(cls, level: int) -> RabbitQueue:
+        return RabbitQueue(
+            f"{cls.PREFIX}.{level}",
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={  # type: ignore[arg-type]
+                "x-message-ttl": (2**level) * 1000,
+                "x-dead-letter-exchange": cls.next_exchange_name(level),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+            routing_key=cls.binding_pattern(level, "1"),
+        )
+
+    @classmethod
+    def binding_pattern(cls, level: int, digit: str) -> str:
+        return "*." * (cls.LEVELS - 1 - level) + digit + ".#"
+
+    @classmethod
+    def routing_key(cls, delay_seconds: int, target_routing_key: str) -> str:
+        if not 0 <= delay_seconds < 2**cls.LEVELS:
+            raise ValueError(f"delay must be within [0, 2^{cls.LEVELS}) seconds")
+        digits = format(delay_seconds, f"0{cls.LEVELS}b")
+        return ".".join(digits) + "." + target_routing_key

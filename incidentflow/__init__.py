@@ -1,0 +1,1 @@
+"""Runtime shared by the incidentflow services: settings, broker, database, logging, CLI."""

@@ -1,0 +1,140 @@
+"""The ``incidentflow`` operator command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from incidentflow.settings import CommonSettings
+
+app = typer.Typer(help="Operate incidentflow: database, broker topology, local stack, incidents.")
+
+
+def _settings() -> CommonSettings:
+    return CommonSettings()
+
+
+@app.command()
+def migrate() -> None:
+    """Create the database if needed and apply pending migrations."""
+    from incidentflow.db import current_revision
+    from incidentflow.db import migrate as run_migrations
+
+    url = _settings().database_url
+    asyncio.run(run_migrations(url))
+    typer.echo(f"database at revision {asyncio.run(current_revision(url))}")
+
+
+@app.command()
+def topology() -> None:
+    """Declare the RabbitMQ topology (exchanges, queues, dead letters, delay levels) and print it."""
+    from contracts.topology import DEAD_LETTERS, EVENTS, WORK_ROUTES, DelayLevels
+    from incidentflow.messaging import declare_topology, make_broker
+
+    async def declare() -> None:
+        broker = make_broker(_settings().rabbitmq_url, prefetch=1)
+        await broker.connect()
+        try:
+            await declare_topology(broker, WORK_ROUTES)
+        finally:
+            await broker.stop()
+
+    asyncio.run(declare())
+    typer.echo(f"exchange {EVENTS.name} (topic)")
+    for route in WORK_ROUTES:
+        typer.echo(
+            f"  {route.binding_key:<28} -> {route.queue_name:<32} "
+            f"(quorum, DLQ {route.dead_letter_queue.name})"
+        )
+    typer.echo(f"exchange {DEAD_LETTERS.name} (direct): one DLQ per work queue")
+    typer.echo(
+        f"delay levels {DelayLevels.PREFIX}.0..{DelayLevels.LEVELS - 1} "
+        f"(quorum, TTL 2^N s) -> {DelayLevels.DELIVERY.name}"
+    )
+
+
+@app.command()
+def provision() -> None:
+    """Provision offline data: the VADER lexicon for nltk and the local classifier model."""
+    from services.classifier.adapters.local import LocalClassifier, read_examples, split
+    from services.classifier.adapters.local import SHIPPED_DATA
+    from services.classifier.settings import ClassifierSettings
+    from services.sentiment.lexicon import ensure_vader_lexicon
+    from services.sentiment.settings import SentimentSettings
+
+    typer.echo(f"vader lexicon: {ensure_vader_lexicon(SentimentSettings().nltk_data)}")
+    model_dir = ClassifierSettings().model_dir
+    if model_dir is not None:
+        train, _ = split(read_examples(SHIPPED_DATA))
+        LocalClassifier.train(train).save(model_dir, trained_on=len(train))
+        typer.echo(f"classifier model: {model_dir} ({len(train)} training examples)")
+
+
+@app.command()
+def mailbox(
+    directory: Annotated[Path, typer.Option("--dir")] = Path("var/mail"),
+    host: str = "127.0.0.1",
+    port: int = 1025,
+) -> None:
+    """Run the dev mail inbox: an SMTP server keeping each message as a .eml file."""
+    from incidentflow.mailbox import serve_forever
+
+    typer.echo(f"dev inbox: smtp://{host}:{port} -> {directory}/*.eml")
+    asyncio.run(serve_forever(directory, host, port))
+
+
+@app.command()
+def up(
+    base_port: int = 8000,
+    mail: Annotated[bool, typer.Option(help="start the dev inbox (when no SMTP_HOST is set)")] = True,
+) -> None:
+    """Start the six services (and the dev inbox) in the background."""
+    from incidentflow.stack import Stack
+
+    stack = Stack(base_port=base_port)
+    stack.start(with_mailbox=mail)
+    stack.wait_ready()
+    typer.echo(f"incidentflow is up: ingest at {stack.url('ingest')} (OpenAPI at /docs)")
+
+
+@app.command()
+def down() -> None:
+    """Stop what ``up`` started."""
+    from incidentflow.stack import Stack
+
+    Stack().stop()
+    typer.echo("incidentflow is down")
+
+
+incident_app = typer.Typer(help="Look at incidents.")
+app.add_typer(incident_app, name="incident")
+
+
+@incident_app.command("show")
+def incident_show(incident_id: uuid.UUID) -> None:
+    """Print an incident's whole state: steps, notifications, reminder, audit trail."""
+    from incidentflow.db import create_pool
+    from services.ingest.store import incident_details
+
+    async def fetch() -> dict[str, object] | None:
+        pool = await create_pool(_settings().database_url, 1)
+        try:
+            async with pool.acquire() as conn:
+                return await incident_details(conn, incident_id)
+        finally:
+            await pool.close()
+
+    details = asyncio.run(fetch())
+    if details is None:
+        typer.echo(f"incident {incident_id} not found", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(details, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

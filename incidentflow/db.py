@@ -1,0 +1,73 @@
+"""Postgres access: the asyncpg pool, database creation and migrations (alembic)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb columns in and out as Python objects.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(database_url: str, size: int = 5) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=size, init=_init_connection, command_timeout=30
+    )
+    assert pool is not None
+    return pool
+
+
+async def ensure_database(database_url: str) -> bool:
+    """Create the database named in the URL if it does not exist; True when it was created."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    conn = await asyncpg.connect(maintenance)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:  # another process won the race
+            return False
+        return True
+    finally:
+        await conn.close()
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url))
+    return config
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    scheme, rest = database_url.split("://", 1)
+    return f"postgresql+asyncpg://{rest}" if scheme in {"postgres", "postgresql"} else database_url
+
+
+async def migrate(database_url: str) -> None:
+    """Create the database if needed and apply every pending migration, once, in order."""
+    await ensure_database(database_url)
+    # alembic's API is synchronous and runs its own event loop: keep it off ours.
+    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "head")
+
+
+async def current_revision(database_url: str) -> str | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval("SELECT version_num FROM alembic_version")  # type: ignore[no-any-return]
+    finally:
+        await conn.close()

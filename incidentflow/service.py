@@ -1,0 +1,92 @@
+"""What every FastStream service shares: its lifespan (migrations, pool) and health probes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.rabbit import RabbitBroker
+
+from incidentflow.db import create_pool, migrate
+from incidentflow.logs import configure_logging
+from contracts.topology import Route
+from incidentflow.messaging import declare_routes, make_broker
+from incidentflow.settings import CommonSettings
+
+log = logging.getLogger("incidentflow.service")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """A service's broker and database pool, opened and closed with the process."""
+
+    def __init__(self, name: str, settings: CommonSettings, routes: tuple[Route, ...]) -> None:
+        self.name = name
+        self.routes = routes
+        self.settings = settings
+        self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
+        self._pool: asyncpg.Pool | None = None
+        self.on_started: list[Hook] = []
+        self.on_stopping: list[Hook] = []
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: database pool used before start")
+        return self._pool
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        configure_logging(self.name, self.settings.log_level)
+        if self.settings.migrate_on_start:
+            await migrate(self.settings.database_url)
+        self._pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
+        # Dead-letter queues exist before the first message could need one.
+        await self.broker.connect()
+        await declare_routes(self.broker, self.routes)
+        log.info("service starting", extra={"event": "start"})
+        try:
+            yield
+        finally:
+            for hook in self.on_stopping:
+                await hook()
+            await self._pool.close()
+            self._pool = None
+            log.info("service stopped", extra={"event": "stop"})
+
+    async def ready(self) -> bool:
+        """Ready means the broker and the database both answer."""
+        if self._pool is None or not await self.broker.ping(timeout=2):
+            return False
+        try:
+            async with self._pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        return True
+
+    def asgi_app(self) -> AsgiFastStream:
+        @get(include_in_schema=False)
+        async def live(scope: object) -> AsgiResponse:
+            return AsgiResponse(b'{"status":"live"}', 200, headers={"content-type": "application/json"})
+
+        @get(include_in_schema=False)
+        async def ready(scope: object) -> AsgiResponse:
+            if await self.ready():
+                return AsgiResponse(b'{"status":"ready"}', 200, headers={"content-type": "application/json"})
+            return AsgiResponse(b'{"status":"not ready"}', 503, headers={"content-type": "application/json"})
+
+        async def after_startup() -> None:
+            for hook in self.on_started:
+                await hook()
+
+        return AsgiFastStream(
+            self.broker,
+            lifespan=self.lifespan,
+            after_startup=[after_startup],
+            asgi_routes=[("/health/live", live), ("/health/ready", ready)],
+        )

@@ -1,0 +1,134 @@
+"""Runs the whole system as local processes: the six services and the dev mail inbox.
+
+``make up`` / ``make down`` and the end-to-end tests use this, so both start it the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Service name → ASGI app; ports are base_port + position (ingest on base_port).
+SERVICES: dict[str, str] = {
+    "ingest": "services.ingest.app:app",
+    "sentiment": "services.sentiment.app:app",
+    "classifier": "services.classifier.app:app",
+    "ticketing": "services.ticketing.app:app",
+    "notifier": "services.notifier.app:app",
+    "reminder": "services.reminder.app:app",
+}
+
+
+@dataclass
+class Stack:
+    var_dir: Path = REPO_ROOT / "var"
+    base_port: int = 8000
+    mail_port: int = 1025
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
+
+    def port(self, service: str) -> int:
+        return self.base_port + list(SERVICES).index(service)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port(service)}"
+
+    def commands(self, with_mailbox: bool) -> dict[str, list[str]]:
+        python = sys.executable
+        commands = {
+            name: [
+                python, "-m", "uvicorn", app,
+                "--host", "127.0.0.1", "--port", str(self.port(name)),
+                "--no-access-log", "--timeout-graceful-shutdown", "20",
+            ]
+            for name, app in SERVICES.items()
+        }
+        if with_mailbox:
+            commands = {
+                "mailbox": [
+                    python, "-m", "incidentflow.cli", "mailbox",
+                    "--dir", str(self.mail_dir), "--port", str(self.mail_port),
+                ],
+                **commands,
+            }
+        return commands
+
+    def start(self, with_mailbox: bool = True) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        if with_mailbox:
+            env.setdefault("SMTP_HOST", "127.0.0.1")
+            env.setdefault("SMTP_PORT", str(self.mail_port))
+        for name, command in self.commands(with_mailbox).items():
+            if self.pid(name) is not None:
+                continue
+            log = (self.log_dir / f"{name}.log").open("ab")
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            (self.run_dir / f"{name}.pid").write_text(str(process.pid))
+
+    def pid(self, name: str) -> int | None:
+        pid_file = self.run_dir / f"{name}.pid"
+        if not pid_file.exists():
+            return None
+        pid = int(pid_file.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(SERVICES)
+        while pending:
+            for name in list(pending):
+                if self.pid(name) is None:
+                    raise RuntimeError(f"{name} exited; see {self.log_dir / name}.log")
+                try:
+                    if httpx.get(self.url(name) + "/health/ready", timeout=2).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+            time.sleep(0.3)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        names = [n for n in [*SERVICES, "mailbox"] if self.pid(n) is not None]
+        for name in names:
+            pid = self.pid(name)
+            if pid is not None:
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while self.pid(name) is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pid = self.pid(name)
+            if pid is not None:
+                os.killpg(pid, signal.SIGKILL)
+            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)

@@ -1,0 +1,84 @@
+"""Gemini backend through google-genai: structured JSON output constrained to the 7 categories."""
+
+from __future__ import annotations
+
+import asyncio
+
+from google import genai
+from google.genai import types
+from pydantic import BaseModel, Field
+
+from contracts.events import Category
+from services.classifier.classify import Classification
+
+SYSTEM_PROMPT = """You classify messages that customers send to a payments company's support team.
+Classify into ONE of 7 categories:
+1. duplicate_payment - Charged 2+ times
+2. failed_payment - Failed but charged
+3. fraud_report - Unauthorized transaction
+4. refund_request - Wants money back
+5. account_locked - Can't log in
+6. statement_error - Balance discrepancy
+7. other - Doesn't fit above
+Answer with the category, your confidence between 0 and 1, and a short reason."""
+
+
+class GeminiAnswer(BaseModel):
+    """The JSON schema Gemini must answer in; the category is an enum of the seven."""
+
+    category: Category
+    confidence: float = Field(ge=0, le=1)
+    reason: str = Field(max_length=500)
+
+
+class GeminiClassifier:
+    def __init__(
+        self,
+        api_key: str,
+        model: str,
+        *,
+        base_url: str | None = None,
+        timeout_seconds: float = 10.0,
+        attempts: int = 3,
+        max_concurrency: int = 8,
+    ) -> None:
+        self.model = model
+        self._client = genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                timeout=int(timeout_seconds * 1000),
+                retry_options=types.HttpRetryOptions(
+                    attempts=attempts,
+                    initial_delay=0.5,
+                    max_delay=8.0,
+                    http_status_codes=[429, 500, 502, 503, 504],
+                ),
+            ),
+        )
+        self._timeout = timeout_seconds * attempts + 5
+        # Bounds calls in flight: a free-tier key allows a few requests per second.
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    async def classify(self, text: str) -> Classification:
+        async with self._slots:
+            response = await asyncio.wait_for(
+                self._client.aio.models.generate_content(
+                    model=self.model,
+                    contents=text,
+                    config=types.GenerateContentConfig(
+                        system_instruction=SYSTEM_PROMPT,
+                        temperature=0,
+                        response_mime_type="application/json",
+                        response_schema=GeminiAnswer,
+                    ),
+                ),
+                timeout=self._timeout,
+            )
+        answer = GeminiAnswer.model_validate_json(response.text or "")
+        return Classification(
+            category=answer.category,
+            confidence=round(answer.confidence, 4),
+            reason=answer.reason,
+            model=f"gemini:{self.model}",
+        )

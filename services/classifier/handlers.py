@@ -1,0 +1,42 @@
+"""Classifier's subscriber: incident.scored → classify → incident.classified."""
+
+from __future__ import annotations
+
+import logging
+
+from contracts.events import IncidentClassified, IncidentScored, derived_event_id
+from contracts.topology import CLASSIFIER_SCORED
+from incidentflow.audit import record_handled
+from incidentflow.messaging import publish_event
+from incidentflow.service import ServiceRuntime
+from services.classifier import store
+from services.classifier.classify import Classifier
+
+log = logging.getLogger("incidentflow.classifier")
+
+
+def register(runtime: ServiceRuntime, classifier: Classifier) -> None:
+    @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
+    async def on_incident_scored(event: IncidentScored) -> None:
+        result = await classifier.classify(event.message)
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if await record_handled(conn, runtime.name, event):
+                await store.save_classification(conn, event.incident_id, result)
+        classified = IncidentClassified(
+            **event.model_dump(exclude={"event_id", "occurred_at"}),
+            event_id=derived_event_id(event.incident_id, "classified"),
+            classification=result.category,
+            confidence=result.confidence,
+            reason=result.reason,
+            classifier_model=result.model,
+        )
+        await publish_event(runtime.broker, classified)
+        log.info(
+            "incident classified",
+            extra={
+                "incident_id": str(event.incident_id),
+                "category": result.category,
+                "confidence": result.confidence,
+                "model": result.model,
+            },
+        )

@@ -1,0 +1,115 @@
+"""The HTTP API's request and response bodies (OpenAPI is generated from these)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from contracts.events import Category, Channel, Sentiment
+
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class IncidentRequest(BaseModel):
+    """A customer's message, as the seed's curl examples send it."""
+
+    model_config = ConfigDict(extra="ignore", str_strict=True)
+
+    customer_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    message: NonBlank
+    channel: Channel
+    email: EmailStr
+    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")] | None = Field(
+        None, description="E.164, e.g. +14155550123"
+    )
+
+
+class IncidentCreated(BaseModel):
+    """The seed's response fields; ticket and classification are null while still processing."""
+
+    incident_id: uuid.UUID
+    ticket_id: str | None
+    status: Literal["open", "resolved"]
+    classification: Category | None
+    confidence: float | None
+    message: str
+
+
+class Notification(BaseModel):
+    channel: str
+    kind: str
+    recipient: str | None
+    status: str
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+
+
+class ReminderState(BaseModel):
+    kind: str
+    due_at: datetime
+    state: str
+    attempts: int
+
+
+class AuditEntry(BaseModel):
+    service: str
+    event_name: str
+    event_id: uuid.UUID
+    occurred_at: datetime
+    recorded_at: datetime
+    outcome: str | None
+
+
+class IncidentSummary(BaseModel):
+    incident_id: uuid.UUID
+    customer_id: str
+    channel: Channel
+    status: Literal["open", "resolved"]
+    sentiment: Sentiment | None
+    polarity: float | None
+    classification: Category | None
+    confidence: float | None
+    ticket_id: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+class IncidentState(IncidentSummary):
+    """Everything known about one incident."""
+
+    message: str
+    reason: str | None
+    classifier_model: str | None
+    ticket_fallback: bool | None
+    reminder_sent: bool
+    scored_at: datetime | None
+    classified_at: datetime | None
+    ticketed_at: datetime | None
+    acknowledged_at: datetime | None
+    notifications: list[Notification]
+    reminder: ReminderState | None
+    audit: list[AuditEntry]
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentSummary]
+    next_cursor: str | None
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["resolved", "open"]
+
+
+class Stats(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_category: dict[str, int]
+    by_sentiment: dict[str, int]
+    reminders_sent: int
+    notifications: dict[str, dict[str, int]]

@@ -1,0 +1,194 @@
+"""Ingest's SQL: incidents in, the outbox, and the read side of the API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from contracts.events import IncidentReceived
+
+
+async def record_incident(conn: asyncpg.Connection, event: IncidentReceived) -> None:
+    """The incident row and its event, in the caller's transaction (the outbox pattern)."""
+    await conn.execute(
+        """
+        INSERT INTO incidents (id, customer_id, channel, message, email, phone, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        event.incident_id,
+        event.customer_id,
+        event.channel,
+        event.message,
+        event.email,
+        event.phone,
+        event.created_at,
+    )
+    await conn.execute(
+        "INSERT INTO outbox (event_id, routing_key, payload) VALUES ($1, $2, $3)",
+        event.event_id,
+        event.routing_key(),
+        event.model_dump(mode="json"),
+    )
+    await conn.execute(
+        """
+        INSERT INTO audit_events
+            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+        VALUES ('ingest', $1, $2, $3, $4, $5, 'accepted')
+        """,
+        event.name,
+        event.event_id,
+        event.incident_id,
+        event.occurred_at,
+        event.model_dump(mode="json"),
+    )
+
+
+async def pending_outbox(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Unpublished events, locked so that other ingest replicas skip them."""
+    return await conn.fetch(  # type: ignore[no-any-return]
+        """
+        SELECT id, event_id, routing_key, payload FROM outbox
+        WHERE published_at IS NULL ORDER BY id
+        LIMIT $1 FOR UPDATE SKIP LOCKED
+        """,
+        limit,
+    )
+
+
+async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids)
+
+
+INCIDENT_COLUMNS = """
+    id AS incident_id, customer_id, channel, message, status, sentiment, polarity,
+    classification, confidence, reason, classifier_model, ticket_id, ticket_fallback,
+    reminder_sent, created_at, scored_at, classified_at, ticketed_at, acknowledged_at,
+    resolved_at
+"""
+
+
+async def incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
+    )
+    return dict(row) if row else None
+
+
+async def incident_details(
+    conn: asyncpg.Connection, incident_id: uuid.UUID
+) -> dict[str, Any] | None:
+    state = await incident(conn, incident_id)
+    if state is None:
+        return None
+    state["notifications"] = [
+        dict(r)
+        for r in await conn.fetch(
+            """
+            SELECT channel, kind, recipient, status, attempts, last_error, sent_at
+            FROM notifications WHERE incident_id = $1 ORDER BY created_at, channel
+            """,
+            incident_id,
+        )
+    ]
+    reminder = await conn.fetchrow(
+        """
+        SELECT kind, due_at, state, attempts FROM reminders
+        WHERE incident_id = $1 ORDER BY id DESC LIMIT 1
+        """,
+        incident_id,
+    )
+    state["reminder"] = dict(reminder) if reminder else None
+    state["audit"] = [
+        dict(r)
+        for r in await conn.fetch(
+            """
+            SELECT service, event_name, event_id, occurred_at, recorded_at, outcome
+            FROM audit_events WHERE incident_id = $1 ORDER BY id
+            """,
+            incident_id,
+        )
+    ]
+    return state
+
+
+async def list_incidents(
+    conn: asyncpg.Connection,
+    *,
+    status: str | None,
+    category: str | None,
+    customer_id: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated on (created_at, id) so pages stay stable under inserts."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {INCIDENT_COLUMNS} FROM incidents
+        WHERE ($1::text IS NULL OR status = $1)
+          AND ($2::text IS NULL OR classification = $2)
+          AND ($3::text IS NULL OR customer_id = $3)
+          AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT $6
+        """,
+        status,
+        category,
+        customer_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def set_status(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, status: str
+) -> bool:
+    """Resolve (or reopen) an incident; resolving cancels the follow-ups still pending."""
+    updated = await conn.fetchval(
+        """
+        UPDATE incidents
+        SET status = $2,
+            resolved_at = CASE WHEN $2 = 'resolved' THEN COALESCE(resolved_at, now()) END
+        WHERE id = $1 RETURNING true
+        """,
+        incident_id,
+        status,
+    )
+    if updated and status == "resolved":
+        await conn.execute(
+            """
+            UPDATE reminders SET state = 'cancelled', updated_at = now()
+            WHERE incident_id = $1 AND state = 'scheduled'
+            """,
+            incident_id,
+        )
+    return bool(updated)
+
+
+async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def counts(column: str) -> dict[str, int]:
+        rows = await conn.fetch(
+            f"SELECT {column} AS key, count(*) AS n FROM incidents "
+            f"WHERE {column} IS NOT NULL GROUP BY {column}"
+        )
+        return {r["key"]: r["n"] for r in rows}
+
+    notifications: dict[str, dict[str, int]] = {}
+    for row in await conn.fetch(
+        "SELECT channel, status, count(*) AS n FROM notifications GROUP BY channel, status"
+    ):
+        notifications.setdefault(row["channel"], {})[row["status"]] = row["n"]
+    return {
+        "total": await conn.fetchval("SELECT count(*) FROM incidents"),
+        "by_status": await counts("status"),
+        "by_category": await counts("classification"),
+        "by_sentiment": await counts("sentiment"),
+        "reminders_sent": await conn.fetchval(
+            "SELECT count(*) FROM incidents WHERE reminder_sent"
+        ),
+        "notifications": notifications,
+    }

@@ -1,0 +1,26 @@
+"""The reminder service: ``uvicorn services.reminder.app:app``."""
+
+from faststream.asgi import AsgiFastStream
+
+from contracts.topology import REMINDER_TICKETED, REMINDER_DUE
+
+from incidentflow.messaging import declare_delay_levels
+from incidentflow.service import ServiceRuntime
+from services.reminder.handlers import Reminders, register
+from services.reminder.settings import ReminderSettings
+
+
+def create_app(settings: ReminderSettings | None = None) -> AsgiFastStream:
+    settings = settings or ReminderSettings()
+    runtime = ServiceRuntime("reminder", settings, (REMINDER_TICKETED, REMINDER_DUE))
+    reminders = Reminders(runtime, settings)
+
+    async def declare_delays() -> None:
+        await declare_delay_levels(runtime.broker)
+
+    runtime.on_started.insert(0, declare_delays)
+    register(runtime, reminders)
+    return runtime.asgi_app()
+
+
+app = create_app()

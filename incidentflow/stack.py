@@ -95,9 +95,7 @@ class Stack:
         if not pid_file.exists():
             return None
         pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             pid_file.unlink(missing_ok=True)
             return None
         return pid
@@ -132,3 +130,18 @@ class Stack:
             if pid is not None:
                 os.killpg(pid, signal.SIGKILL)
             (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our own child that exited; else it would linger as a zombie.
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by an earlier `incidentflow up`)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

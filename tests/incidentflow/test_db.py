@@ -1,0 +1,49 @@
+"""Migrations run once and in order, concurrently safe; the audit trail is append-only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from incidentflow.db import current_revision, migrate
+
+SEED_INCIDENT_COLUMNS = {
+    "id", "customer_id", "channel", "message", "classification", "confidence", "sentiment",
+    "polarity", "ticket_id", "status", "created_at", "resolved_at", "reminder_sent",
+}
+SEED_NOTIFICATION_COLUMNS = {"id", "incident_id", "channel", "message", "status", "sent_at"}
+
+
+async def columns(pool: asyncpg.Pool, table: str) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table
+    )
+    return {r["column_name"] for r in rows}
+
+
+async def test_schema_has_the_seed_tables_and_columns(pool: asyncpg.Pool) -> None:
+    assert SEED_INCIDENT_COLUMNS <= await columns(pool, "incidents")
+    assert SEED_NOTIFICATION_COLUMNS <= await columns(pool, "notifications")
+    assert {"incident_id", "kind", "due_at", "state", "attempts"} <= await columns(pool, "reminders")
+    assert {"service", "event_id", "payload", "recorded_at"} <= await columns(pool, "audit_events")
+
+
+async def test_migrating_again_and_concurrently_changes_nothing(database_url: str) -> None:
+    before = await current_revision(database_url)
+    await asyncio.gather(*(migrate(database_url) for _ in range(4)))
+    assert await current_revision(database_url) == before == "0001"
+
+
+async def test_audit_trail_cannot_be_rewritten(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        """
+        INSERT INTO audit_events (service, event_name, event_id, incident_id, occurred_at, payload)
+        VALUES ('t', 'e', gen_random_uuid(), gen_random_uuid(), now(), '{}')
+        """
+    )
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pool.execute("UPDATE audit_events SET service = 'forged'")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pool.execute("DELETE FROM audit_events")

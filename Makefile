@@ -42,7 +42,7 @@ test: install services
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts incidentflow services
+	$(BIN)/mypy contracts incidentflow services tests
 
 fmt: install
 	$(BIN)/ruff format .

@@ -8,8 +8,12 @@ arguments only together with a new queue name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+if TYPE_CHECKING:
+    from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from contracts.events import (
     Event,
@@ -84,7 +88,7 @@ def work_queue(name: str, routing_key: str, *, dlq: bool = False) -> RabbitQueue
         name,
         queue_type=QueueType.QUORUM,
         durable=True,
-        arguments=arguments,  # type: ignore[arg-type]
+        arguments=cast("QuorumQueueArgs", arguments),
         routing_key=routing_key,
     )
 
@@ -151,7 +155,7 @@ class DelayLevels:
             f"{cls.PREFIX}.{level}",
             queue_type=QueueType.QUORUM,
             durable=True,
-            arguments={  # type: ignore[arg-type]
+            arguments={
                 "x-message-ttl": (2**level) * 1000,
                 "x-dead-letter-exchange": cls.next_exchange_name(level),
                 "x-dead-letter-strategy": "at-least-once",

@@ -32,7 +32,7 @@ def migrate() -> None:
 
 @app.command()
 def topology() -> None:
-    """Declare the RabbitMQ topology (exchanges, queues, dead letters, delay levels) and print it."""
+    """Declare the RabbitMQ topology (exchanges, queues, DLQs, delay levels) and print it."""
     from contracts.topology import DEAD_LETTERS, EVENTS, WORK_ROUTES, DelayLevels
     from incidentflow.messaging import declare_topology, make_broker
 
@@ -61,8 +61,12 @@ def topology() -> None:
 @app.command()
 def provision() -> None:
     """Provision offline data: the VADER lexicon for nltk and the local classifier model."""
-    from services.classifier.adapters.local import LocalClassifier, read_examples, split
-    from services.classifier.adapters.local import SHIPPED_DATA
+    from services.classifier.adapters.local import (
+        SHIPPED_DATA,
+        LocalClassifier,
+        read_examples,
+        split,
+    )
     from services.classifier.settings import ClassifierSettings
     from services.sentiment.lexicon import ensure_vader_lexicon
     from services.sentiment.settings import SentimentSettings
@@ -91,7 +95,9 @@ def mailbox(
 @app.command()
 def up(
     base_port: int = 8000,
-    mail: Annotated[bool, typer.Option(help="start the dev inbox (when no SMTP_HOST is set)")] = True,
+    mail: Annotated[
+        bool, typer.Option(help="start the dev inbox (when no SMTP_HOST is set)")
+    ] = True,
 ) -> None:
     """Start the six services (and the dev inbox) in the background."""
     from incidentflow.stack import Stack

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +40,8 @@ async def ensure_database(database_url: str) -> bool:
             return False
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:  # another process won the race
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # another process won the race (the catalog may report either error)
             return False
         return True
     finally:
@@ -58,11 +60,21 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"postgresql+asyncpg://{rest}" if scheme in {"postgres", "postgresql"} else database_url
 
 
+# alembic keeps its migration context in module globals: one run per process at a time.
+# Across processes the advisory lock in migrations/env.py does the same job.
+_ALEMBIC_LOCK = threading.Lock()
+
+
+def _upgrade(database_url: str) -> None:
+    with _ALEMBIC_LOCK:
+        command.upgrade(alembic_config(database_url), "head")
+
+
 async def migrate(database_url: str) -> None:
     """Create the database if needed and apply every pending migration, once, in order."""
     await ensure_database(database_url)
     # alembic's API is synchronous and runs its own event loop: keep it off ours.
-    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "head")
+    await asyncio.to_thread(_upgrade, database_url)
 
 
 async def current_revision(database_url: str) -> str | None:

@@ -10,9 +10,9 @@ import asyncpg
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
 
+from contracts.topology import Route
 from incidentflow.db import create_pool, migrate
 from incidentflow.logs import configure_logging
-from contracts.topology import Route
 from incidentflow.messaging import declare_routes, make_broker
 from incidentflow.settings import CommonSettings
 
@@ -72,13 +72,19 @@ class ServiceRuntime:
     def asgi_app(self) -> AsgiFastStream:
         @get(include_in_schema=False)
         async def live(scope: object) -> AsgiResponse:
-            return AsgiResponse(b'{"status":"live"}', 200, headers={"content-type": "application/json"})
+            return AsgiResponse(
+                b'{"status":"live"}', 200, headers={"content-type": "application/json"}
+            )
 
         @get(include_in_schema=False)
         async def ready(scope: object) -> AsgiResponse:
             if await self.ready():
-                return AsgiResponse(b'{"status":"ready"}', 200, headers={"content-type": "application/json"})
-            return AsgiResponse(b'{"status":"not ready"}', 503, headers={"content-type": "application/json"})
+                return AsgiResponse(
+                    b'{"status":"ready"}', 200, headers={"content-type": "application/json"}
+                )
+            return AsgiResponse(
+                b'{"status":"not ready"}', 503, headers={"content-type": "application/json"}
+            )
 
         async def after_startup() -> None:
             for hook in self.on_started:

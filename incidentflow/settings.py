@@ -31,3 +31,16 @@ class CommonSettings(BaseSettings):
     # Unacked messages per consumer; bounded so one slow step cannot hoard a queue.
     prefetch: int = Field(50, ge=1, le=1000)
     migrate_on_start: bool = Field(True, validation_alias=_unprefixed("MIGRATE_ON_START"))
+
+
+def env_names(settings_class: type[BaseSettings]) -> dict[str, str]:
+    """Environment variable → field name, for documentation and its test."""
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    names: dict[str, str] = {}
+    for name, field in settings_class.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names[str(alias.choices[0])] = name
+        else:
+            names[(prefix + name).upper()] = name
+    return names

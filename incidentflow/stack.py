@@ -57,17 +57,31 @@ class Stack:
         python = sys.executable
         commands = {
             name: [
-                python, "-m", "uvicorn", app,
-                "--host", "127.0.0.1", "--port", str(self.port(name)),
-                "--no-access-log", "--timeout-graceful-shutdown", "20",
+                python,
+                "-m",
+                "uvicorn",
+                app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port(name)),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "20",
             ]
             for name, app in SERVICES.items()
         }
         if with_mailbox:
             commands = {
                 "mailbox": [
-                    python, "-m", "incidentflow.cli", "mailbox",
-                    "--dir", str(self.mail_dir), "--port", str(self.mail_port),
+                    python,
+                    "-m",
+                    "incidentflow.cli",
+                    "mailbox",
+                    "--dir",
+                    str(self.mail_dir),
+                    "--port",
+                    str(self.mail_port),
                 ],
                 **commands,
             }
@@ -85,7 +99,11 @@ class Stack:
                 continue
             log = (self.log_dir / f"{name}.log").open("ab")
             process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                command,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             (self.run_dir / f"{name}.pid").write_text(str(process.pid))

@@ -27,7 +27,9 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incid
 def reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        socket.create_connection((parts.hostname or "localhost", parts.port or default_port), 2).close()
+        socket.create_connection(
+            (parts.hostname or "localhost", parts.port or default_port), 2
+        ).close()
     except OSError:
         return False
     return True
@@ -41,9 +43,10 @@ def missing(what: str) -> None:
 
 
 def docker_available() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(
-        ["docker", "info"], capture_output=True, check=False
-    ).returncode == 0
+    return (
+        shutil.which("docker") is not None
+        and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+    )
 
 
 def free_port() -> int:
@@ -119,12 +122,12 @@ def database_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        asyncio.run(_drop_database(url))
+        asyncio.run(drop_database(url))
         if container is not None:
             container.stop()
 
 
-async def _drop_database(url: str) -> None:
+async def drop_database(url: str) -> None:
     parts = urlsplit(url)
     conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
     try:

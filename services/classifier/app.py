@@ -3,7 +3,6 @@
 from faststream.asgi import AsgiFastStream
 
 from contracts.topology import CLASSIFIER_SCORED
-
 from incidentflow.service import ServiceRuntime
 from services.classifier.adapters.gemini import GeminiClassifier
 from services.classifier.adapters.local import LocalClassifier

@@ -127,12 +127,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="incidentflow ingest",
         version="1.0.0",
-        description="Customer messages in; scored, classified, ticketed, acknowledged incidents out.",
+        description="Customer messages in; scored, classified, ticketed, acknowledged out.",
         lifespan=lifespan,
     )
 
     def pool() -> asyncpg.Pool:
-        return state["pool"]  # type: ignore[no-any-return]
+        return state["pool"]
 
     @app.exception_handler(asyncpg.PostgresError)
     @app.exception_handler(OSError)

@@ -16,9 +16,12 @@ NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 class IncidentRequest(BaseModel):
     """A customer's message, as the seed's curl examples send it."""
 
-    model_config = ConfigDict(extra="ignore", str_strict=True)
+    # pydantic v2 never turns a number into a string: `"customer_id": 99876` is a 422.
+    model_config = ConfigDict(extra="ignore")
 
-    customer_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    customer_id: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+    ]
     message: NonBlank
     channel: Channel
     email: EmailStr

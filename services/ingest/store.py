@@ -144,9 +144,7 @@ async def list_incidents(
     return [dict(r) for r in rows]
 
 
-async def set_status(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, status: str
-) -> bool:
+async def set_status(conn: asyncpg.Connection, incident_id: uuid.UUID, status: str) -> bool:
     """Resolve (or reopen) an incident; resolving cancels the follow-ups still pending."""
     updated = await conn.fetchval(
         """
@@ -187,8 +185,6 @@ async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
         "by_status": await counts("status"),
         "by_category": await counts("classification"),
         "by_sentiment": await counts("sentiment"),
-        "reminders_sent": await conn.fetchval(
-            "SELECT count(*) FROM incidents WHERE reminder_sent"
-        ),
+        "reminders_sent": await conn.fetchval("SELECT count(*) FROM incidents WHERE reminder_sent"),
         "notifications": notifications,
     }

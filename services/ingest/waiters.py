@@ -21,11 +21,13 @@ class Waiters:
         if future is not None and not future.done():
             future.set_result(None)
 
-    async def wait(self, incident_id: uuid.UUID, future: asyncio.Future[None], timeout: float) -> bool:
-        """True when acknowledged within ``timeout`` seconds."""
+    async def wait(
+        self, incident_id: uuid.UUID, future: asyncio.Future[None], seconds: float
+    ) -> bool:
+        """True when acknowledged within ``seconds``."""
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
+                await asyncio.wait_for(asyncio.shield(future), timeout=seconds)
             return future.done()
         finally:
             self._futures.pop(incident_id, None)

@@ -2,8 +2,7 @@
 
 from faststream.asgi import AsgiFastStream
 
-from contracts.topology import NOTIFIER_TICKETED, NOTIFIER_REMINDER
-
+from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.service import ServiceRuntime
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.handlers import Notifier, register

@@ -113,6 +113,4 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         async with runtime.pool.acquire() as conn, conn.transaction():
             await record_handled(conn, runtime.name, event)
             await store.mark_reminder(conn, event.incident_id, event.reminder_id, state)
-        log.info(
-            "reminder handled", extra={"incident_id": str(event.incident_id), "state": state}
-        )
+        log.info("reminder handled", extra={"incident_id": str(event.incident_id), "state": state})

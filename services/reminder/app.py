@@ -2,8 +2,7 @@
 
 from faststream.asgi import AsgiFastStream
 
-from contracts.topology import REMINDER_TICKETED, REMINDER_DUE
-
+from contracts.topology import REMINDER_DUE, REMINDER_TICKETED
 from incidentflow.messaging import declare_delay_levels
 from incidentflow.service import ServiceRuntime
 from services.reminder.handlers import Reminders, register

@@ -3,7 +3,6 @@
 from faststream.asgi import AsgiFastStream
 
 from contracts.topology import SENTIMENT_RECEIVED
-
 from incidentflow.service import ServiceRuntime
 from services.sentiment.handlers import register
 from services.sentiment.lexicon import ensure_vader_lexicon

@@ -31,7 +31,7 @@ class Score:
 
 
 class SentimentScorer:
-    """Scores customer messages with NLTK VADER (lexicon provisioned by ``ensure_vader_lexicon``)."""
+    """Scores messages with NLTK VADER (lexicon provisioned by ``ensure_vader_lexicon``)."""
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or Thresholds()

@@ -4,7 +4,6 @@ import httpx
 from faststream.asgi import AsgiFastStream
 
 from contracts.topology import TICKETING_CLASSIFIED
-
 from incidentflow.service import ServiceRuntime
 from services.ticketing.adapters.rest import RestTicketSystem
 from services.ticketing.handlers import register

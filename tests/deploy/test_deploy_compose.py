@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -81,6 +82,13 @@ def test_rabbitmq_has_the_management_ui_and_credentials_from_the_environment() -
     assert "management" in rabbitmq["image"]
     assert any(str(port).endswith(":15672") for port in rabbitmq["ports"])
     assert "healthcheck" in rabbitmq
+    # Shovel backs the UI's "Move messages", the documented way to replay dead letters.
+    (mount,) = [c for c in rabbitmq["configs"] if c["target"] == "/etc/rabbitmq/enabled_plugins"]
+    plugins = compose()["configs"][mount["source"]]["content"]
+    assert re.fullmatch(r"\[[a-z_,]+\]\.\s*", plugins), plugins
+    assert {"rabbitmq_management", "rabbitmq_shovel_management"} <= set(
+        plugins.strip().removeprefix("[").removesuffix("].").split(",")
+    )
     credentials = {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"}
     assert credentials <= set(rabbitmq["environment"])
     source = compose_variables()

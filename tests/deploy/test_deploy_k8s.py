@@ -53,7 +53,7 @@ def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
 def container_port(container: dict[str, Any], port: int | str) -> int:
     if isinstance(port, int):
         return port
-    return next(p["containerPort"] for p in container["ports"] if p.get("name") == port)
+    return int(next(p["containerPort"] for p in container["ports"] if p.get("name") == port))
 
 
 def app_container(workload: dict[str, Any]) -> dict[str, Any]:
@@ -340,7 +340,18 @@ def test_dev_runs_rabbitmq_postgres_and_mailpit_in_cluster() -> None:
     docs = render("dev")
     statefulsets = by_kind(docs, "StatefulSet")
     assert {"rabbitmq", "postgres"} <= set(statefulsets)
-    assert "management" in app_container(statefulsets["rabbitmq"])["image"]
+    rabbitmq = statefulsets["rabbitmq"]
+    assert "management" in app_container(rabbitmq)["image"]
+    (mount,) = [
+        m
+        for m in app_container(rabbitmq)["volumeMounts"]
+        if m["mountPath"] == "/etc/rabbitmq/enabled_plugins"
+    ]
+    (volume,) = [v for v in pod_spec(rabbitmq)["volumes"] if v["name"] == mount["name"]]
+    plugins = by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]["data"][mount["subPath"]]
+    assert {"rabbitmq_management", "rabbitmq_shovel_management"} <= set(
+        plugins.strip().removeprefix("[").removesuffix("].").split(",")
+    )
     for name in ("rabbitmq", "postgres"):
         assert statefulsets[name]["spec"]["volumeClaimTemplates"], f"{name} keeps its data"
     assert "mailpit" in by_kind(docs, "Deployment")

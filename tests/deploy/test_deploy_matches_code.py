@@ -120,11 +120,34 @@ def k8s_commands(overlay: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-def all_commands() -> list[tuple[str, list[str]]]:
-    found = dockerfile_commands() + compose_commands()
-    for overlay in OVERLAYS:
-        found += k8s_commands(overlay)
-    return found
+def commands_in(source: str) -> list[tuple[str, list[str]]]:
+    if source == "Dockerfile":
+        return dockerfile_commands()
+    if source == "compose":
+        return compose_commands()
+    return k8s_commands(source)
+
+
+def entry_point_problem(where: str, argv: list[str]) -> str | None:
+    """Why `argv` is not a real incidentflow entry point, or None when it is."""
+    program = argv[0]
+    if program == "uvicorn":
+        target = UVICORN_TARGET.fullmatch(argv[1])
+        if not target:
+            return f"{where}: not a services.<name>.app:app target: {argv[1]}"
+        module = REPO / "services" / target["service"] / "app.py"
+        if not module.is_file():
+            return f"{where}: {module.relative_to(REPO)} does not exist"
+        if not module_defines(module, target["attribute"]):
+            return f"{where}: {module.relative_to(REPO)} defines no `{target['attribute']}`"
+        if argv[2:] != SERVICE_ARGS:
+            return f"{where}: run as {' '.join(SERVICE_ARGS)}, not {' '.join(argv[2:])}"
+        return None
+    if program == "incidentflow":
+        if len(argv) < 2 or argv[1] not in cli_commands():
+            return f"{where}: `{' '.join(argv)}` is not a CLI command"
+        return None
+    return f"{where}: unknown entry point {argv}"
 
 
 def test_commands_are_found_everywhere() -> None:
@@ -134,24 +157,20 @@ def test_commands_are_found_everywhere() -> None:
         assert len(k8s_commands(overlay)) == len(SERVICES) + 1
 
 
-@pytest.mark.parametrize(("where", "argv"), [pytest.param(w, a, id=w) for w, a in all_commands()])
-def test_every_command_is_a_real_entry_point(where: str, argv: list[str]) -> None:
-    program = argv[0]
-    if program == "uvicorn":
-        target = UVICORN_TARGET.fullmatch(argv[1])
-        assert target, f"{where}: not a services.<name>.app:app target: {argv[1]}"
-        module = REPO / "services" / target["service"] / "app.py"
-        assert module.is_file(), f"{where}: {module.relative_to(REPO)} does not exist"
-        assert module_defines(module, target["attribute"]), (
-            f"{where}: {module.relative_to(REPO)} defines no `{target['attribute']}`"
-        )
-        assert argv[2:] == SERVICE_ARGS, f"{where}: run as {' '.join(SERVICE_ARGS)}"
-    elif program == "incidentflow":
-        assert len(argv) >= 2 and argv[1] in cli_commands(), (
-            f"{where}: `incidentflow {' '.join(argv[1:])}` is not a CLI command"
-        )
-    else:
-        pytest.fail(f"{where}: unknown entry point {argv}")
+@pytest.mark.parametrize("source", ["Dockerfile", "compose", *OVERLAYS])
+def test_every_command_is_a_real_entry_point(source: str) -> None:
+    problems = [entry_point_problem(where, argv) for where, argv in commands_in(source)]
+    assert [p for p in problems if p] == []
+
+
+def test_the_entry_point_check_rejects_wrong_commands() -> None:
+    # Guards the guard.
+    assert entry_point_problem("x", ["uvicorn", "services.nope.app:app", *SERVICE_ARGS])
+    assert entry_point_problem("x", ["uvicorn", "services.ingest.app:application"])
+    assert entry_point_problem("x", ["incidentflow", "migrat"])
+    assert entry_point_problem("x", ["python", "-m", "services.ingest.app"])
+    assert not entry_point_problem("x", ["uvicorn", "services.ingest.app:app", *SERVICE_ARGS])
+    assert not entry_point_problem("x", ["incidentflow", "migrate"])
 
 
 def test_each_deployment_runs_each_service_once() -> None:
@@ -223,3 +242,39 @@ def test_kubernetes_sets_only_real_settings(kustomization: str) -> None:
     if "incidentflow-secrets" in secrets:
         for key in secrets["incidentflow-secrets"].get("stringData", {}):
             assert key in settings, f"Secret incidentflow-secrets: {key}"
+
+
+# --- the operations guide ------------------------------------------------------------------
+
+OPERATIONS = REPO / "docs" / "operations.md"
+
+
+def test_operations_guide_names_every_queue_and_dead_letter_queue() -> None:
+    from contracts.topology import DEAD_LETTERS, EVENTS, WORK_ROUTES
+
+    text = OPERATIONS.read_text()
+    for name in (EVENTS.name, DEAD_LETTERS.name):
+        assert name in text, f"{OPERATIONS.name} does not name exchange {name}"
+    queues = set()
+    for route in WORK_ROUTES:
+        for queue in (route.queue_name, route.dead_letter_queue.name):
+            assert queue in text, f"{OPERATIONS.name} does not name queue {queue}"
+            queues.add(queue)
+    # And every queue name it mentions in code spans is a real one.
+    steps = "|".join(SERVICES)
+    for span in re.findall(r"`([^`\n]+)`", text):
+        if re.fullmatch(rf"(?:{steps})\.[a-z-]+(?:\.dlq)?", span):
+            assert span in queues, f"{OPERATIONS.name}: `{span}` is not a queue"
+
+
+def test_operations_guide_shows_only_real_cli_commands() -> None:
+    text = OPERATIONS.read_text()
+    spans = re.findall(r"`([^`\n]+)`", text)
+    lines = [line.strip() for line in text.splitlines()]
+    shown = [s for s in spans + lines if s.startswith("incidentflow ")]
+    assert shown, f"{OPERATIONS.name} shows no incidentflow command"
+    for command in shown:
+        subcommand = command.split()[1]
+        if subcommand.startswith("-"):
+            continue
+        assert subcommand in cli_commands(), f"{OPERATIONS.name}: `{command}` is no CLI command"

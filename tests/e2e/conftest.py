@@ -43,6 +43,6 @@ def stack(
 
 def read_inbox(directory: Path) -> list[EmailMessage]:
     return [
-        message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[misc]
+        message_from_bytes(path.read_bytes(), policy=policy.default)
         for path in sorted(directory.glob("*.eml"))
     ]

@@ -53,7 +53,8 @@ async def test_redelivered_ticketed_event_sends_nothing_twice(
         await conn.close()
     assert len(read_inbox(stack.mail_dir)) == mails_before
     assert sorted((r["channel"], r["kind"], r["attempts"]) for r in rows) == [
-        ("email", "ack", 1), ("sms", "ack", 1)
+        ("email", "ack", 1),
+        ("sms", "ack", 1),
     ]
     assert reminders == 1
 
@@ -69,7 +70,8 @@ async def test_ingest_accepts_while_the_broker_is_unreachable(
         [sys.executable, "-m", "uvicorn", "services.ingest.app:app", "--port", str(port)],
         cwd=REPO_ROOT,
         env={"RABBITMQ_URL": dead_broker, "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -83,9 +85,14 @@ async def test_ingest_accepts_while_the_broker_is_unreachable(
         assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5).status_code == 503
         response = httpx.post(
             f"http://127.0.0.1:{port}/api/incidents",
-            json={"customer_id": "5", "channel": "sms", "message": "charged twice",
-                  "email": "x@example.com"},
-            headers={"Prefer": "wait=0"}, timeout=10,
+            json={
+                "customer_id": "5",
+                "channel": "sms",
+                "message": "charged twice",
+                "email": "x@example.com",
+            },
+            headers={"Prefer": "wait=0"},
+            timeout=10,
         )
         assert response.status_code == 202
         incident_id = response.json()["incident_id"]

@@ -19,8 +19,13 @@ GRATEFUL = "Thank you for fixing this so quickly! Excellent service!"
 
 
 def submit(stack: Stack, message: str, **extra: Any) -> httpx.Response:
-    body = {"customer_id": "99876", "channel": "email", "message": message,
-            "email": "test@example.com", **extra}
+    body = {
+        "customer_id": "99876",
+        "channel": "email",
+        "message": message,
+        "email": "test@example.com",
+        **extra,
+    }
     return httpx.post(stack.url("ingest") + "/api/incidents", json=body, timeout=30)
 
 
@@ -40,8 +45,10 @@ def wait_until(predicate: Any, timeout: float) -> None:
 
 @pytest.fixture(scope="module")
 def seed_incidents(stack: Stack) -> dict[str, dict[str, Any]]:
-    responses = {name: submit(stack, text) for name, text in
-                 [("furious", FURIOUS), ("neutral", NEUTRAL), ("grateful", GRATEFUL)]}
+    responses = {
+        name: submit(stack, text)
+        for name, text in [("furious", FURIOUS), ("neutral", NEUTRAL), ("grateful", GRATEFUL)]
+    }
     for response in responses.values():
         assert response.status_code == 201, response.text
     return {name: response.json() for name, response in responses.items()}
@@ -50,7 +57,12 @@ def seed_incidents(stack: Stack) -> dict[str, dict[str, Any]]:
 def test_seed_examples_answer_201_with_the_seed_fields(seed_incidents: dict[str, Any]) -> None:
     for body in seed_incidents.values():
         assert set(body) == {
-            "incident_id", "ticket_id", "status", "classification", "confidence", "message"
+            "incident_id",
+            "ticket_id",
+            "status",
+            "classification",
+            "confidence",
+            "message",
         }
         assert body["status"] == "open"
         assert body["ticket_id"]
@@ -60,9 +72,7 @@ def test_seed_examples_answer_201_with_the_seed_fields(seed_incidents: dict[str,
     assert "Sentiment: negative" in seed_incidents["furious"]["message"]
 
 
-def test_sentiment_matches_the_seed_ranges(
-    stack: Stack, seed_incidents: dict[str, Any]
-) -> None:
+def test_sentiment_matches_the_seed_ranges(stack: Stack, seed_incidents: dict[str, Any]) -> None:
     furious = incident(stack, seed_incidents["furious"]["incident_id"])
     neutral = incident(stack, seed_incidents["neutral"]["incident_id"])
     grateful = incident(stack, seed_incidents["grateful"]["incident_id"])
@@ -77,7 +87,8 @@ def test_state_shows_every_step_and_its_audit_trail(
     state = incident(stack, seed_incidents["furious"]["incident_id"])
     assert state["reason"] and state["classifier_model"] == "local"
     assert {(n["channel"], n["status"]) for n in state["notifications"]} >= {
-        ("email", "sent"), ("sms", "logged")
+        ("email", "sent"),
+        ("sms", "logged"),
     }
     assert state["notifications"][0]["recipient"] == "t***@example.com"
     services = [entry["service"] for entry in state["audit"]]
@@ -99,14 +110,15 @@ def test_dev_inbox_holds_the_acknowledgement_emails(
         assert f"Ticket ID: {body['ticket_id']}" in text
         assert f"Incident Reference: {body['incident_id']}" in text
         assert "NEXT STEPS" in text
-    assert FURIOUS in mails[
-        f"Support Ticket #{seed_incidents['furious']['ticket_id']} - Issue Received"
-    ].get_content()
+    assert (
+        FURIOUS
+        in mails[
+            f"Support Ticket #{seed_incidents['furious']['ticket_id']} - Issue Received"
+        ].get_content()
+    )
 
 
-async def test_the_seed_sql_query_works(
-    database_url: str, seed_incidents: dict[str, Any]
-) -> None:
+async def test_the_seed_sql_query_works(database_url: str, seed_incidents: dict[str, Any]) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
@@ -115,7 +127,9 @@ async def test_the_seed_sql_query_works(
     finally:
         await conn.close()
     assert {(r["customer_id"], r["sentiment"]) for r in rows} >= {
-        ("99876", "negative"), ("99876", "neutral"), ("99876", "positive")
+        ("99876", "negative"),
+        ("99876", "neutral"),
+        ("99876", "positive"),
     }
 
 
@@ -124,7 +138,8 @@ def test_open_incident_gets_its_reminder_and_resolved_one_none(stack: Stack) -> 
     resolved = submit(stack, "My card was declined at the supermarket").json()
     patched = httpx.patch(
         f"{stack.url('ingest')}/api/incidents/{resolved['incident_id']}",
-        json={"status": "resolved"}, timeout=10,
+        json={"status": "resolved"},
+        timeout=10,
     )
     assert patched.status_code == 200 and patched.json()["resolved_at"]
     started = time.monotonic()
@@ -144,9 +159,14 @@ def test_open_incident_gets_its_reminder_and_resolved_one_none(stack: Stack) -> 
 def test_prefer_wait_zero_answers_202_with_location(stack: Stack) -> None:
     response = httpx.post(
         stack.url("ingest") + "/api/incidents",
-        json={"customer_id": "42", "channel": "chat", "message": "where is my money",
-              "email": "c@example.com"},
-        headers={"Prefer": "wait=0"}, timeout=10,
+        json={
+            "customer_id": "42",
+            "channel": "chat",
+            "message": "where is my money",
+            "email": "c@example.com",
+        },
+        headers={"Prefer": "wait=0"},
+        timeout=10,
     )
     assert response.status_code == 202
     incident_id = response.json()["incident_id"]
@@ -159,7 +179,8 @@ def test_list_filters_and_paginates(stack: Stack, seed_incidents: dict[str, Any]
     first = httpx.get(url, params={"customer_id": "99876", "limit": 2}, timeout=10).json()
     assert len(first["items"]) == 2 and first["next_cursor"]
     second = httpx.get(
-        url, params={"customer_id": "99876", "limit": 2, "cursor": first["next_cursor"]},
+        url,
+        params={"customer_id": "99876", "limit": 2, "cursor": first["next_cursor"]},
         timeout=10,
     ).json()
     seen = {i["incident_id"] for i in first["items"]}

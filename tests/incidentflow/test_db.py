@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from incidentflow.db import current_revision, migrate
+from tests.conftest import drop_database
 
 SEED_INCIDENT_COLUMNS = {
-    "id", "customer_id", "channel", "message", "classification", "confidence", "sentiment",
-    "polarity", "ticket_id", "status", "created_at", "resolved_at", "reminder_sent",
+    "id",
+    "customer_id",
+    "channel",
+    "message",
+    "classification",
+    "confidence",
+    "sentiment",
+    "polarity",
+    "ticket_id",
+    "status",
+    "created_at",
+    "resolved_at",
+    "reminder_sent",
 }
 SEED_NOTIFICATION_COLUMNS = {"id", "incident_id", "channel", "message", "status", "sent_at"}
 
@@ -24,9 +41,11 @@ async def columns(pool: asyncpg.Pool, table: str) -> set[str]:
 
 
 async def test_schema_has_the_seed_tables_and_columns(pool: asyncpg.Pool) -> None:
-    assert SEED_INCIDENT_COLUMNS <= await columns(pool, "incidents")
-    assert SEED_NOTIFICATION_COLUMNS <= await columns(pool, "notifications")
-    assert {"incident_id", "kind", "due_at", "state", "attempts"} <= await columns(pool, "reminders")
+    assert await columns(pool, "incidents") >= SEED_INCIDENT_COLUMNS
+    assert await columns(pool, "notifications") >= SEED_NOTIFICATION_COLUMNS
+    assert {"incident_id", "kind", "due_at", "state", "attempts"} <= await columns(
+        pool, "reminders"
+    )
     assert {"service", "event_id", "payload", "recorded_at"} <= await columns(pool, "audit_events")
 
 
@@ -34,6 +53,27 @@ async def test_migrating_again_and_concurrently_changes_nothing(database_url: st
     before = await current_revision(database_url)
     await asyncio.gather(*(migrate(database_url) for _ in range(4)))
     assert await current_revision(database_url) == before == "0001"
+
+
+def test_six_processes_migrating_a_fresh_database_at_once_agree(database_url: str) -> None:
+    """What happens when the six services start together on an empty database."""
+    fresh = urlunsplit(urlsplit(database_url)._replace(path=f"/if_fresh_{uuid.uuid4().hex[:8]}"))
+    env = {**os.environ, "DATABASE_URL": fresh}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "incidentflow.cli", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(6)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
+    try:
+        assert [p.returncode for p in processes] == [0] * 6, outputs
+        assert all("database at revision 0001" in out for out in outputs)
+    finally:
+        asyncio.run(drop_database(fresh))
 
 
 async def test_audit_trail_cannot_be_rewritten(pool: asyncpg.Pool) -> None:

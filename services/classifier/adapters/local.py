@@ -55,7 +55,8 @@ def is_held_out(text: str) -> bool:
 
 
 def split(examples: Iterable[Example]) -> tuple[list[Example], list[Example]]:
-    train, held_out = [], []
+    train: list[Example] = []
+    held_out: list[Example] = []
     for example in examples:
         (held_out if is_held_out(example.text) else train).append(example)
     return train, held_out
@@ -72,9 +73,7 @@ def _pipeline() -> Pipeline:
             ),
         ]
     )
-    return Pipeline(
-        [("features", features), ("model", LogisticRegression(C=10.0, max_iter=2000))]
-    )
+    return Pipeline([("features", features), ("model", LogisticRegression(C=10.0, max_iter=2000))])
 
 
 class LocalClassifier:

@@ -1,0 +1,96 @@
+"""Real HTTP servers on loopback standing in for outside services (Gemini, ticket APIs).
+
+A test scripts the answers; the server records what arrived over the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: Any = None
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeServer:
+    def __init__(self, answers: list[Answer], default: Answer) -> None:
+        self.answers = answers
+        self.default = default
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self.url = ""
+
+    def next_answer(self, request: Received) -> Answer:
+        with self._lock:
+            self.received.append(request)
+            return self.answers.pop(0) if self.answers else self.default
+
+
+@contextmanager
+def fake_server(*answers: Answer, default: Answer | None = None) -> Iterator[FakeServer]:
+    server = FakeServer(list(answers), default or Answer(200, {}))
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Received(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                self.rfile.read(length),
+            )
+            answer = server.next_answer(request)
+            time.sleep(answer.delay)
+            payload = (
+                answer.body.encode()
+                if isinstance(answer.body, str)
+                else json.dumps(answer.body).encode()
+            )
+            try:
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+
+        do_POST = do_GET = do_PUT = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -1,0 +1,114 @@
+"""Local model on the shipped data; Gemini through the real google-genai client on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.classifier.adapters.gemini import GeminiClassifier
+from services.classifier.adapters.local import (
+    SHIPPED_DATA,
+    LocalClassifier,
+    is_held_out,
+    read_examples,
+    split,
+)
+from services.classifier.classify import FallbackClassifier
+from tests.fakes import Answer, fake_server
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalClassifier:
+    train, _ = split(read_examples(SHIPPED_DATA))
+    return LocalClassifier.train(train)
+
+
+def test_held_out_split_is_disjoint_and_stable() -> None:
+    examples = read_examples(SHIPPED_DATA)
+    train, held_out = split(examples)
+    assert len(held_out) >= 0.15 * len(examples)
+    assert not {e.text for e in train} & {e.text for e in held_out}
+    assert all(is_held_out(e.text) for e in held_out)
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!", "duplicate_payment"),
+        ("I noticed duplicate charges. Please investigate.", "duplicate_payment"),
+        ("someone used my card in another country, I never made these purchases", "fraud_report"),
+        ("I can't log in, my account is locked and nobody helps", "account_locked"),
+    ],
+)
+async def test_local_model_classifies_clear_messages(
+    local: LocalClassifier, text: str, category: str
+) -> None:
+    result = await local.classify(text)
+    assert result.category == category
+    assert 0 < result.confidence <= 1
+    assert result.reason and result.model == "local"
+
+
+def test_local_model_round_trips_through_its_directory(local: LocalClassifier, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local.save(tmp_path, trained_on=1)
+    loaded = LocalClassifier.load(tmp_path)
+    text = "my payment failed but the money left my account"
+    assert loaded.predict(text) == local.predict(text)
+
+
+def gemini_answer(category: str, confidence: float = 0.93, reason: str = "charged twice") -> dict:  # type: ignore[type-arg]
+    text = json.dumps({"category": category, "confidence": confidence, "reason": reason})
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}
+
+
+def gemini(url: str, timeout: float = 5.0) -> GeminiClassifier:
+    return GeminiClassifier("test-key", "gemini-2.0-flash", base_url=url, timeout_seconds=timeout)
+
+
+async def test_gemini_structured_answer_is_used() -> None:
+    with fake_server(Answer(200, gemini_answer("fraud_report"))) as server:
+        result = await gemini(server.url).classify("who bought this with my card?")
+    assert (result.category, result.confidence, result.model) == (
+        "fraud_report",
+        0.93,
+        "gemini:gemini-2.0-flash",
+    )
+    request = server.received[0]
+    assert request.path.endswith("/models/gemini-2.0-flash:generateContent")
+    assert request.headers["x-goog-api-key"] == "test-key"
+    config = request.json()["generationConfig"]
+    assert config["temperature"] == 0
+    assert config["responseMimeType"] == "application/json"
+    assert "duplicate_payment" in json.dumps(config["responseSchema"])
+
+
+async def test_gemini_429_is_retried() -> None:
+    with fake_server(
+        Answer(429, {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}),
+        Answer(200, gemini_answer("refund_request")),
+    ) as server:
+        result = await gemini(server.url).classify("I want my money back")
+    assert result.category == "refund_request" and len(server.received) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            Answer(200, {"candidates": [{"content": {"parts": [{"text": "{not json"}]}}]}),
+            id="malformed JSON",
+        ),
+        pytest.param(Answer(200, gemini_answer("made_up_category")), id="category not in enum"),
+        pytest.param(Answer(500, {"error": {"code": 500, "message": "boom"}}), id="server error"),
+        pytest.param(Answer(200, gemini_answer("other"), delay=3), id="timeout"),
+    ],
+)
+async def test_gemini_failure_falls_back_to_local_and_says_so(
+    local: LocalClassifier, answer: Answer
+) -> None:
+    with fake_server(answer, default=answer) as server:
+        classifier = FallbackClassifier(gemini(server.url, timeout=1.0), local)
+        result = await classifier.classify("I was charged twice for one coffee")
+    assert result.model == "local"
+    assert result.category == "duplicate_payment"

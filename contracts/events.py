@@ -55,6 +55,9 @@ class Event(BaseModel):
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    # Work events must reach a queue (an unroutable publish is an error); pure notifications
+    # may have no listener at the moment (ingest's transient queues come and go).
+    requires_listener: ClassVar[bool] = True
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     incident_id: uuid.UUID
@@ -114,6 +117,7 @@ class IncidentAcknowledged(Event):
     """Notifier told the customer that the incident was received."""
 
     name: ClassVar[str] = "incident.acknowledged"
+    requires_listener: ClassVar[bool] = False
 
     ticket_id: str
     channels: list[str]

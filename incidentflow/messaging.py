@@ -89,7 +89,7 @@ async def publish_event(
         exchange=exchange,
         routing_key=routing_key or event.routing_key(),
         persist=True,
-        mandatory=True,
+        mandatory=event.requires_listener,
         message_id=str(event.event_id),
         message_type=event.name,
         timeout=10,

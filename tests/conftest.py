@@ -13,6 +13,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -86,23 +87,30 @@ def rabbitmq_url() -> Iterator[str]:
             f"amqp://guest:guest@{container.get_container_host_ip()}:"
             f"{container.get_exposed_port(5672)}/"
         )
-    vhost = None
-    host = urlsplit(url).hostname
-    if container is None and shutil.which("rabbitmqctl") and host in ("localhost", "127.0.0.1"):
-        vhost = f"incidentflow-test-{uuid.uuid4().hex[:8]}"
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-        )
-        url = urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
     try:
-        yield url
+        with own_vhost(url) as isolated:
+            yield isolated
     finally:
-        if vhost:
-            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
         if container is not None:
             container.stop()
+
+
+@contextmanager
+def own_vhost(url: str) -> Iterator[str]:
+    """``url`` on a new vhost (deleted afterwards) where the broker is local to rabbitmqctl."""
+    if not shutil.which("rabbitmqctl") or urlsplit(url).hostname not in ("localhost", "127.0.0.1"):
+        yield url
+        return
+    vhost = f"incidentflow-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+    )
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
 
 
 @pytest.fixture(scope="session")

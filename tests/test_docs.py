@@ -20,8 +20,14 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 @pytest.mark.parametrize(
     "settings",
-    [IngestSettings, SentimentSettings, ClassifierSettings, TicketingSettings,
-     NotifierSettings, ReminderSettings],
+    [
+        IngestSettings,
+        SentimentSettings,
+        ClassifierSettings,
+        TicketingSettings,
+        NotifierSettings,
+        ReminderSettings,
+    ],
 )
 def test_every_setting_is_in_the_readme(settings: type[BaseSettings]) -> None:
     missing = [name for name in env_names(settings) if f"`{name}`" not in README]

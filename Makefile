@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The broker and database URLs that scripts/ensure-services.sh settled on.
+WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
 .PHONY: up down logs test install services migrate lint fmt
@@ -21,10 +23,10 @@ services:
 	./scripts/ensure-services.sh
 
 migrate: install services
-	$(BIN)/incidentflow migrate
+	$(WITH_SERVICES) $(BIN)/incidentflow migrate
 
 up: migrate
-	$(BIN)/incidentflow up
+	$(WITH_SERVICES) $(BIN)/incidentflow up
 	@echo "Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
 	@echo "Dev inbox: var/mail/*.eml    Logs: make logs    Stop: make down"
 	@echo "Try it:"
@@ -37,7 +39,7 @@ logs:
 	tail -n 50 -F var/log/*.log
 
 test: install services
-	$(BIN)/pytest -q
+	$(WITH_SERVICES) $(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -102,6 +102,8 @@ class IncidentClassified(IncidentScored):
     confidence: float
     reason: str
     classifier_model: str
+    # Added in place (additive, defaulted): confidence below the review threshold.
+    needs_review: bool = False
 
 
 class IncidentTicketed(IncidentClassified):

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from contracts.events import CATEGORIES, Category
 from incidentflow.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from services.classifier.adapters.local import LocalClassifier
 
 app = typer.Typer(help="Operate incidentflow: database, broker topology, local stack, incidents.")
 
@@ -115,6 +121,101 @@ def down() -> None:
 
     Stack().stop()
     typer.echo("incidentflow is down")
+
+
+def _classifier_model(model_dir: Path | None) -> LocalClassifier:
+    from services.classifier.adapters.local import LocalClassifier
+    from services.classifier.settings import ClassifierSettings
+
+    if model_dir is not None:
+        return LocalClassifier.load(model_dir)
+    settings = ClassifierSettings()
+    return LocalClassifier.default(settings.model_dir, settings.training_data)
+
+
+@app.command()
+def train(
+    labeled: Annotated[
+        Path | None, typer.Argument(help="CSV with columns text,category; default: shipped set")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="model directory to write")] = None,
+    from_db: Annotated[
+        bool, typer.Option("--from-db", help="add agents' corrections from the database")
+    ] = False,
+) -> None:
+    """Train the local classifier and save it (default: CLASSIFIER_MODEL_DIR)."""
+    from services.classifier.adapters.local import (
+        SHIPPED_DATA,
+        Example,
+        LocalClassifier,
+        read_examples,
+        split,
+    )
+    from services.classifier.settings import ClassifierSettings
+
+    if labeled is None:
+        examples, _ = split(read_examples(SHIPPED_DATA))  # the held-out part stays unseen
+    else:
+        examples = read_examples(labeled)
+    if from_db:
+        corrections = asyncio.run(_corrections())
+        examples = [*examples, *(Example(text, category) for text, category in corrections)]
+        typer.echo(f"{len(corrections)} corrections from the database")
+    target = out or ClassifierSettings().model_dir
+    if target is None:
+        raise typer.BadParameter("no --out and no CLASSIFIER_MODEL_DIR")
+    LocalClassifier.train(examples).save(target, trained_on=len(examples))
+    typer.echo(f"trained on {len(examples)} examples -> {target}")
+
+
+async def _corrections() -> list[tuple[str, Category]]:
+    from incidentflow.db import create_pool
+    from services.ingest.store import corrections_for_training
+
+    pool = await create_pool(_settings().database_url, 1)
+    try:
+        async with pool.acquire() as conn:
+            rows = await corrections_for_training(conn)
+    finally:
+        await pool.close()
+    return [(text, category) for text, category in rows if category in CATEGORIES]
+
+
+@app.command("eval")
+def evaluate_model(
+    labeled: Annotated[Path, typer.Argument(help="CSV with columns text,category")],
+    model: Annotated[
+        Path | None, typer.Option(help="model directory (default: the service's)")
+    ] = None,
+    held_out: Annotated[
+        bool, typer.Option("--held-out", help="only the rows of the fixed held-out split")
+    ] = False,
+) -> None:
+    """Per-class precision, recall and F1, a confusion matrix, and accuracy / macro-F1."""
+    from services.classifier.adapters.local import read_examples, split
+    from services.classifier.evaluation import evaluate
+
+    examples = read_examples(labeled)
+    if held_out:
+        _, examples = split(examples)
+    for line in evaluate(_classifier_model(model), examples).lines():
+        typer.echo(line)
+
+
+@app.command()
+def classify(
+    model: Annotated[
+        Path | None, typer.Option(help="model directory (default: the service's)")
+    ] = None,
+) -> None:
+    """Classify one message per stdin line; one JSON line out per message."""
+    classifier = _classifier_model(model)
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        result = classifier.predict(text)
+        typer.echo(json.dumps({"text": text, **dataclasses.asdict(result)}))
 
 
 incident_app = typer.Typer(help="Look at incidents.")

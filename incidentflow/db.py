@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -75,6 +76,11 @@ async def migrate(database_url: str) -> None:
     await ensure_database(database_url)
     # alembic's API is synchronous and runs its own event loop: keep it off ours.
     await asyncio.to_thread(_upgrade, database_url)
+
+
+def head_revision() -> str | None:
+    """The newest migration this code ships."""
+    return ScriptDirectory.from_config(alembic_config("postgresql://unused/x")).get_current_head()
 
 
 async def current_revision(database_url: str) -> str | None:

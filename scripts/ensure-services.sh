@@ -4,6 +4,10 @@
 # locally installed servers; otherwise says exactly what is missing.
 set -euo pipefail
 
+# What this script settles on is written here for the Makefile's later steps to use.
+SERVICES_ENV=var/services.env
+RABBITMQ_URL_SET=${RABBITMQ_URL:+1}
+DATABASE_URL_SET=${DATABASE_URL:+1}
 RABBITMQ_URL=${RABBITMQ_URL:-amqp://guest:guest@localhost:5672/}
 DATABASE_URL=${DATABASE_URL:-postgresql://localhost:5432/incidentflow}
 PY=${PY:-python3}
@@ -32,6 +36,8 @@ read -r PG_HOST PG_PORT < <(hostport "$DATABASE_URL" 5432)
 start_rabbitmq() {
   if docker info >/dev/null 2>&1; then
     docker compose -f deploy/compose.yaml up -d rabbitmq
+    # The container refuses guest from outside; use the compose credentials unless told otherwise.
+    [ -n "$RABBITMQ_URL_SET" ] || RABBITMQ_URL="amqp://incidentflow:incidentflow@localhost:$RMQ_PORT/"
   elif command -v rabbitmq-server >/dev/null 2>&1; then
     rabbitmq-server -detached
   else
@@ -44,6 +50,7 @@ start_rabbitmq() {
 start_postgres() {
   if docker info >/dev/null 2>&1; then
     docker compose -f deploy/compose.yaml up -d postgres
+    [ -n "$DATABASE_URL_SET" ] || DATABASE_URL="postgresql://incidentflow:incidentflow@localhost:$PG_PORT/incidentflow"
   elif command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
   else
@@ -61,4 +68,6 @@ if [ "${ENABLE_MANAGEMENT:-1}" = 1 ] && command -v rabbitmq-plugins >/dev/null 2
    && { [ "$RMQ_HOST" = localhost ] || [ "$RMQ_HOST" = 127.0.0.1 ]; }; then
   rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 || true
 fi
+mkdir -p "$(dirname "$SERVICES_ENV")"
+printf 'RABBITMQ_URL=%s\nDATABASE_URL=%s\n' "$RABBITMQ_URL" "$DATABASE_URL" > "$SERVICES_ENV"
 echo "RabbitMQ at $RMQ_HOST:$RMQ_PORT and PostgreSQL at $PG_HOST:$PG_PORT are reachable"

@@ -28,7 +28,7 @@ def build_classifier(settings: ClassifierSettings) -> Classifier:
 def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
     settings = settings or ClassifierSettings()
     runtime = ServiceRuntime("classifier", settings, (CLASSIFIER_SCORED,))
-    register(runtime, build_classifier(settings))
+    register(runtime, build_classifier(settings), settings.review_threshold)
     return runtime.asgi_app()
 
 

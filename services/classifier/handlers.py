@@ -15,13 +15,14 @@ from services.classifier.classify import Classifier
 log = logging.getLogger("incidentflow.classifier")
 
 
-def register(runtime: ServiceRuntime, classifier: Classifier) -> None:
+def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: float) -> None:
     @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
     async def on_incident_scored(event: IncidentScored) -> None:
         result = await classifier.classify(event.message)
+        needs_review = result.confidence < review_threshold
         async with runtime.pool.acquire() as conn, conn.transaction():
             if await record_handled(conn, runtime.name, event):
-                await store.save_classification(conn, event.incident_id, result)
+                await store.save_classification(conn, event.incident_id, result, needs_review)
         classified = IncidentClassified(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "classified"),
@@ -29,6 +30,7 @@ def register(runtime: ServiceRuntime, classifier: Classifier) -> None:
             confidence=result.confidence,
             reason=result.reason,
             classifier_model=result.model,
+            needs_review=needs_review,
         )
         await publish_event(runtime.broker, classified)
         log.info(

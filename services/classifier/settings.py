@@ -18,6 +18,8 @@ class ClassifierSettings(CommonSettings):
     model_dir: Path | None = DEFAULT_MODEL_DIR
     # Used when model_dir holds no model: a model is trained from it at start.
     training_data: Path = SHIPPED_DATA
+    # Below this confidence an incident is flagged for a human to check its category.
+    review_threshold: float = Field(0.6, ge=0, le=1)
     gemini_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("GEMINI_API_KEY", "CLASSIFIER_GEMINI_API_KEY")
     )

@@ -32,6 +32,7 @@ from incidentflow.messaging import make_broker
 from services.ingest import store
 from services.ingest.relay import OutboxRelay
 from services.ingest.schemas import (
+    CorrectionRequest,
     IncidentCreated,
     IncidentPage,
     IncidentRequest,
@@ -243,6 +244,23 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         log.info(
             "incident status changed",
             extra={"incident_id": str(incident_id), "status": change.status},
+        )
+        assert details is not None
+        return details
+
+    @app.post("/api/incidents/{incident_id}/corrections", response_model=IncidentState)
+    async def correct_category(
+        incident_id: uuid.UUID, correction: CorrectionRequest
+    ) -> dict[str, Any]:
+        async with pool().acquire() as conn, conn.transaction():
+            if not await store.correct_classification(
+                conn, incident_id, correction.category, correction.agent, correction.note
+            ):
+                raise HTTPException(404, f"incident {incident_id} not found")
+            details = await store.incident_details(conn, incident_id)
+        log.info(
+            "classification corrected",
+            extra={"incident_id": str(incident_id), "category": correction.category},
         )
         assert details is not None
         return details

@@ -67,6 +67,24 @@ class AuditEntry(BaseModel):
     outcome: str | None
 
 
+class Correction(BaseModel):
+    previous: Category | None
+    corrected: Category
+    agent: str
+    note: str | None
+    created_at: datetime
+
+
+class CorrectionRequest(BaseModel):
+    """An agent's verdict on the category; kept for audit and for retraining."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: Category
+    agent: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
 class IncidentSummary(BaseModel):
     incident_id: uuid.UUID
     customer_id: str
@@ -77,6 +95,7 @@ class IncidentSummary(BaseModel):
     classification: Category | None
     confidence: float | None
     ticket_id: str | None
+    needs_review: bool
     created_at: datetime
     resolved_at: datetime | None
 
@@ -95,6 +114,7 @@ class IncidentState(IncidentSummary):
     acknowledged_at: datetime | None
     notifications: list[Notification]
     reminder: ReminderState | None
+    corrections: list[Correction]
     audit: list[AuditEntry]
 
 
@@ -115,4 +135,6 @@ class Stats(BaseModel):
     by_category: dict[str, int]
     by_sentiment: dict[str, int]
     reminders_sent: int
+    needs_review: int
+    corrections: int
     notifications: dict[str, dict[str, int]]

@@ -64,7 +64,8 @@ async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
 
 INCIDENT_COLUMNS = """
     id AS incident_id, customer_id, channel, message, status, sentiment, polarity,
-    classification, confidence, reason, classifier_model, ticket_id, ticket_fallback,
+    classification, confidence, reason, classifier_model, needs_review, ticket_id,
+    ticket_fallback,
     reminder_sent, created_at, scored_at, classified_at, ticketed_at, acknowledged_at,
     resolved_at
 """
@@ -101,6 +102,16 @@ async def incident_details(
         incident_id,
     )
     state["reminder"] = dict(reminder) if reminder else None
+    state["corrections"] = [
+        dict(r)
+        for r in await conn.fetch(
+            """
+            SELECT previous, corrected, agent, note, created_at
+            FROM classification_corrections WHERE incident_id = $1 ORDER BY id
+            """,
+            incident_id,
+        )
+    ]
     state["audit"] = [
         dict(r)
         for r in await conn.fetch(
@@ -187,4 +198,59 @@ async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
         "by_sentiment": await counts("sentiment"),
         "reminders_sent": await conn.fetchval("SELECT count(*) FROM incidents WHERE reminder_sent"),
         "notifications": notifications,
+        "needs_review": await conn.fetchval(
+            "SELECT count(*) FROM incidents WHERE needs_review AND status = 'open'"
+        ),
+        "corrections": await conn.fetchval("SELECT count(*) FROM classification_corrections"),
     }
+
+
+async def correct_classification(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, category: str, agent: str, note: str | None
+) -> bool:
+    """Set the agent's category, clear the review flag, keep the correction and audit it."""
+    previous = await conn.fetchrow(
+        "SELECT classification FROM incidents WHERE id = $1 FOR UPDATE", incident_id
+    )
+    if previous is None:
+        return False
+    await conn.execute(
+        "UPDATE incidents SET classification = $2, needs_review = false WHERE id = $1",
+        incident_id,
+        category,
+    )
+    await conn.execute(
+        """
+        INSERT INTO classification_corrections (incident_id, previous, corrected, agent, note)
+        VALUES ($1, $2, $3, $4, $5)
+        """,
+        incident_id,
+        previous["classification"],
+        category,
+        agent,
+        note,
+    )
+    payload = {"previous": previous["classification"], "corrected": category, "agent": agent}
+    await conn.execute(
+        """
+        INSERT INTO audit_events
+            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+        VALUES ('ingest', 'classification.corrected', gen_random_uuid(), $1, now(), $2, $3)
+        """,
+        incident_id,
+        payload,
+        f"corrected by {agent}",
+    )
+    return True
+
+
+async def corrections_for_training(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    """(message, category) of every corrected incident, the latest correction winning."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (c.incident_id) i.message, c.corrected
+        FROM classification_corrections c JOIN incidents i ON i.id = c.incident_id
+        ORDER BY c.incident_id, c.id DESC
+        """
+    )
+    return [(r["message"], r["corrected"]) for r in rows]

@@ -16,7 +16,7 @@ from contracts.events import CATEGORIES, Category
 from incidentflow.settings import CommonSettings
 
 if TYPE_CHECKING:
-    from services.classifier.adapters.local import LocalClassifier
+    from services.classifier.adapters.local import Example, LocalClassifier
 
 app = typer.Typer(help="Operate incidentflow: database, broker topology, local stack, incidents.")
 
@@ -123,6 +123,15 @@ def down() -> None:
     typer.echo("incidentflow is down")
 
 
+def _examples(path: Path) -> list[Example]:
+    from services.classifier.adapters.local import read_examples
+
+    try:
+        return read_examples(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}") from exc
+
+
 def _classifier_model(model_dir: Path | None) -> LocalClassifier:
     from services.classifier.adapters.local import LocalClassifier
     from services.classifier.settings import ClassifierSettings
@@ -156,7 +165,7 @@ def train(
     if labeled is None:
         examples, _ = split(read_examples(SHIPPED_DATA))  # the held-out part stays unseen
     else:
-        examples = read_examples(labeled)
+        examples = _examples(labeled)
     if from_db:
         corrections = asyncio.run(_corrections())
         examples = [*examples, *(Example(text, category) for text, category in corrections)]
@@ -192,10 +201,10 @@ def evaluate_model(
     ] = False,
 ) -> None:
     """Per-class precision, recall and F1, a confusion matrix, and accuracy / macro-F1."""
-    from services.classifier.adapters.local import read_examples, split
+    from services.classifier.adapters.local import split
     from services.classifier.evaluation import evaluate
 
-    examples = read_examples(labeled)
+    examples = _examples(labeled)
     if held_out:
         _, examples = split(examples)
     for line in evaluate(_classifier_model(model), examples).lines():

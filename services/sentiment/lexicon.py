@@ -6,6 +6,7 @@ nltk's downloader needs the internet; production clusters and CI here have none.
 from __future__ import annotations
 
 import zipfile
+from functools import cache
 from pathlib import Path
 
 import nltk
@@ -13,6 +14,7 @@ import vaderSentiment
 
 VADER_RESOURCE = "sentiment/vader_lexicon.zip"
 _SOURCE = Path(vaderSentiment.__file__).parent / "vader_lexicon.txt"
+_EMOJI_SOURCE = Path(vaderSentiment.__file__).parent / "emoji_utf8_lexicon.txt"
 
 
 def ensure_vader_lexicon(data_dir: Path) -> Path:
@@ -27,3 +29,14 @@ def ensure_vader_lexicon(data_dir: Path) -> Path:
     if str(data_dir) not in nltk.data.path:
         nltk.data.path.insert(0, str(data_dir))
     return target
+
+
+@cache
+def emoji_descriptions() -> dict[str, str]:
+    """vaderSentiment's emoji lexicon: emoji -> description ("😡" -> "pouting face")."""
+    descriptions: dict[str, str] = {}
+    for line in _EMOJI_SOURCE.read_text(encoding="utf-8").splitlines():
+        emoji, _, description = line.strip().partition("\t")
+        if emoji and description:
+            descriptions[emoji] = description.split("\t")[0]
+    return descriptions

@@ -14,8 +14,7 @@ from contracts.topology import EVENTS
 from incidentflow.messaging import make_broker, publish_event
 from incidentflow.stack import REPO_ROOT, Stack
 from tests.conftest import free_port
-from tests.e2e.conftest import read_inbox
-from tests.e2e.test_pipeline import submit
+from tests.e2e.conftest import read_inbox, submit
 
 
 async def test_redelivered_ticketed_event_sends_nothing_twice(

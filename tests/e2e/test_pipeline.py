@@ -8,50 +8,16 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from incidentflow.stack import Stack
-from tests.e2e.conftest import REMINDER_DELAY_SECONDS, read_inbox
-
-FURIOUS = "I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!"
-NEUTRAL = "I noticed duplicate charges. Please investigate."
-GRATEFUL = "Thank you for fixing this so quickly! Excellent service!"
-
-
-def submit(stack: Stack, message: str, **extra: Any) -> httpx.Response:
-    body = {
-        "customer_id": "99876",
-        "channel": "email",
-        "message": message,
-        "email": "test@example.com",
-        **extra,
-    }
-    return httpx.post(stack.url("ingest") + "/api/incidents", json=body, timeout=30)
-
-
-def incident(stack: Stack, incident_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{stack.url('ingest')}/api/incidents/{incident_id}", timeout=10)
-    assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
-
-
-def wait_until(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def seed_incidents(stack: Stack) -> dict[str, dict[str, Any]]:
-    responses = {
-        name: submit(stack, text)
-        for name, text in [("furious", FURIOUS), ("neutral", NEUTRAL), ("grateful", GRATEFUL)]
-    }
-    for response in responses.values():
-        assert response.status_code == 201, response.text
-    return {name: response.json() for name, response in responses.items()}
+from tests.e2e.conftest import (
+    FURIOUS,
+    REMINDER_DELAY_SECONDS,
+    incident,
+    read_inbox,
+    submit,
+    wait_until,
+)
 
 
 def test_seed_examples_answer_201_with_the_seed_fields(seed_incidents: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,6 @@ from typing import cast
 
 import joblib
 import numpy as np
-from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -76,16 +76,79 @@ def _pipeline() -> Pipeline:
     return Pipeline([("features", features), ("model", LogisticRegression(C=10.0, max_iter=2000))])
 
 
+class LinearScorer:
+    """The fitted pipeline's arithmetic, without scikit-learn's per-call input validation.
+
+    For one message, sklearn spends ~2.5 ms checking inputs and ~0.1 ms computing; this does
+    the same computation (TF-IDF per vectorizer, l2-normalised, times the coefficients, softmax)
+    directly. ``tests/services/classifier`` proves it equals ``pipeline.predict_proba``.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        features = cast(FeatureUnion, pipeline.named_steps["features"])
+        model = cast(LogisticRegression, pipeline.named_steps["model"])
+        self.classes = model.classes_
+        self._weights = np.ascontiguousarray(model.coef_.T)  # features x classes
+        self._intercept = model.intercept_
+        self._parts = []
+        offset = 0
+        for _, vectorizer in features.transformer_list:
+            vectorizer = cast(TfidfVectorizer, vectorizer)
+            self._parts.append(
+                (
+                    vectorizer.build_analyzer(),
+                    vectorizer.vocabulary_,
+                    vectorizer.idf_,
+                    offset,
+                    vectorizer.sublinear_tf,
+                )
+            )
+            offset += len(vectorizer.idf_)
+        words = cast(TfidfVectorizer, features.transformer_list[0][1])
+        self._words = words.get_feature_names_out()
+
+    def score(self, text: str) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """Class probabilities, and the (word feature, tf-idf value) pairs of the message."""
+        logits = self._intercept.astype(float)
+        word_values: list[tuple[int, float]] = []
+        for part, (analyzer, vocabulary, idf, offset, sublinear) in enumerate(self._parts):
+            counts = Counter(
+                index for token in analyzer(text) if (index := vocabulary.get(token)) is not None
+            )
+            if not counts:
+                continue
+            indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            values = np.fromiter(counts.values(), dtype=float, count=len(counts))
+            if sublinear:
+                values = 1.0 + np.log(values)
+            values *= idf[indices]
+            values /= np.linalg.norm(values)
+            logits = logits + values @ self._weights[offset + indices]
+            if part == 0:
+                word_values = list(zip(indices.tolist(), values.tolist(), strict=True))
+        exp = np.exp(logits - logits.max())
+        return exp / exp.sum(), word_values
+
+    def reason(self, word_values: list[tuple[int, float]], best: int, top: int = 3) -> str:
+        """The words that pushed hardest towards the chosen category."""
+        pushes = sorted(
+            (
+                (value * float(self._weights[index, best]), str(self._words[index]))
+                for index, value in word_values
+            ),
+            reverse=True,
+        )
+        drivers = [word for push, word in pushes[:top] if push > 0]
+        return ", ".join(drivers) if drivers else "no strong cue"
+
+
 class LocalClassifier:
     """A fitted pipeline plus what is needed to explain its decisions."""
 
     def __init__(self, pipeline: Pipeline, name: str) -> None:
         self.pipeline = pipeline
         self.name = name
-        features = cast(FeatureUnion, pipeline.named_steps["features"])
-        words = cast(TfidfVectorizer, features.transformer_list[0][1])
-        self._vocabulary = words.get_feature_names_out()
-        self._n_words = len(self._vocabulary)
+        self._scorer = LinearScorer(pipeline)
 
     @classmethod
     def train(cls, examples: Sequence[Example], name: str = "local") -> LocalClassifier:
@@ -118,37 +181,17 @@ class LocalClassifier:
         (model_dir / META_FILE).write_text(json.dumps(meta, indent=2))
 
     def predict(self, text: str) -> Classification:
-        return self.predict_many([text])[0]
+        probabilities, words = self._scorer.score(text)
+        best = int(np.argmax(probabilities))
+        return Classification(
+            category=cast(Category, str(self._scorer.classes[best])),
+            confidence=round(float(probabilities[best]), 4),
+            reason=self._scorer.reason(words, best),
+            model=self.name,
+        )
 
     def predict_many(self, texts: Sequence[str]) -> list[Classification]:
-        features = cast(FeatureUnion, self.pipeline.named_steps["features"])
-        model = cast(LogisticRegression, self.pipeline.named_steps["model"])
-        matrix = features.transform(list(texts))
-        probabilities = model.predict_proba(matrix)
-        results = []
-        for row, probs in enumerate(probabilities):
-            best = int(np.argmax(probs))
-            category = cast(Category, str(model.classes_[best]))
-            reason = self._reason(matrix[row], model.coef_[best])
-            results.append(
-                Classification(
-                    category=category,
-                    confidence=round(float(probs[best]), 4),
-                    reason=reason,
-                    model=self.name,
-                )
-            )
-        return results
-
-    def _reason(self, row: csr_matrix, coefficients: np.ndarray, top: int = 3) -> str:
-        """The words that pushed hardest towards the chosen category."""
-        words = [
-            (float(value) * float(coefficients[index]), str(self._vocabulary[index]))
-            for index, value in zip(row.indices, row.data, strict=True)
-            if index < self._n_words
-        ]
-        drivers = [w for score, w in sorted(words, reverse=True)[:top] if score > 0]
-        return ", ".join(drivers) if drivers else "no strong cue"
+        return [self.predict(text) for text in texts]
 
     async def classify(self, text: str) -> Classification:
         return self.predict(text)

@@ -9,6 +9,7 @@ import pytest
 from services.classifier.adapters.gemini import GeminiClassifier
 from services.classifier.adapters.local import (
     SHIPPED_DATA,
+    Example,
     LocalClassifier,
     is_held_out,
     read_examples,
@@ -112,3 +113,18 @@ async def test_gemini_failure_falls_back_to_local_and_says_so(
         result = await classifier.classify("I was charged twice for one coffee")
     assert result.model == "local"
     assert result.category == "duplicate_payment"
+
+
+def test_fast_scorer_equals_the_sklearn_pipeline(local: LocalClassifier) -> None:
+    examples = read_examples(SHIPPED_DATA)[:200] + [
+        Example("", "other"),
+        Example("zzzz qqqq", "other"),
+        Example("CHARGED TWICE!!! 😡", "duplicate_payment"),
+    ]
+    texts = [e.text for e in examples]
+    expected = local.pipeline.predict_proba(texts)
+    for text, probabilities in zip(texts, expected, strict=True):
+        result = local.predict(text)
+        best = int(probabilities.argmax())
+        assert result.category == local.pipeline.classes_[best]
+        assert result.confidence == pytest.approx(round(float(probabilities[best]), 4), abs=1e-4)

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test install services migrate lint fmt
+.PHONY: up down logs test install services migrate lint fmt bench-classifier
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,3 +49,6 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench-classifier: install
+	$(PY) scripts/bench_classifier.py

@@ -41,6 +41,17 @@ class FakeServer:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self.url = ""
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def next_answer(self, request: Received) -> Answer:
         with self._lock:
@@ -62,7 +73,9 @@ def fake_server(*answers: Answer, default: Answer | None = None) -> Iterator[Fak
                 self.rfile.read(length),
             )
             answer = server.next_answer(request)
+            server.enter()
             time.sleep(answer.delay)
+            server.leave()
             payload = (
                 answer.body.encode()
                 if isinstance(answer.body, str)

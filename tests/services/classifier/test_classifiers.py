@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -128,3 +129,14 @@ def test_fast_scorer_equals_the_sklearn_pipeline(local: LocalClassifier) -> None
         best = int(probabilities.argmax())
         assert result.category == local.pipeline.classes_[best]
         assert result.confidence == pytest.approx(round(float(probabilities[best]), 4), abs=1e-4)
+
+
+async def test_gemini_calls_in_flight_are_bounded() -> None:
+    answer = Answer(200, gemini_answer("other"), delay=0.3)
+    with fake_server(default=answer) as server:
+        classifier = GeminiClassifier(
+            "k", "gemini-2.0-flash", base_url=server.url, timeout_seconds=5, max_concurrency=2
+        )
+        results = await asyncio.gather(*(classifier.classify(f"q{i}") for i in range(8)))
+    assert len(results) == 8 and len(server.received) == 8
+    assert server.max_in_flight == 2

@@ -117,11 +117,12 @@ async def test_gemini_failure_falls_back_to_local_and_says_so(
 
 
 def test_fast_scorer_equals_the_sklearn_pipeline(local: LocalClassifier) -> None:
-    examples = read_examples(SHIPPED_DATA)[:200] + [
+    edge_cases = [
         Example("", "other"),
         Example("zzzz qqqq", "other"),
         Example("CHARGED TWICE!!! 😡", "duplicate_payment"),
     ]
+    examples = [*read_examples(SHIPPED_DATA)[:200], *edge_cases]
     texts = [e.text for e in examples]
     expected = local.pipeline.predict_proba(texts)
     for text, probabilities in zip(texts, expected, strict=True):

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -16,7 +17,12 @@ from contracts.events import CATEGORIES, Category
 from incidentflow.settings import CommonSettings
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from services.classifier.adapters.local import Example, LocalClassifier
+    from services.reminder.store import Reminder
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Operate incidentflow: database, broker topology, local stack, incidents.")
 
@@ -83,6 +89,69 @@ def provision() -> None:
         train, _ = split(read_examples(SHIPPED_DATA))
         LocalClassifier.train(train).save(model_dir, trained_on=len(train))
         typer.echo(f"classifier model: {model_dir} ({len(train)} training examples)")
+
+
+@app.command()
+def sentiment() -> None:
+    """Score messages from stdin, one per line; print one JSON line per message."""
+    from services.sentiment.lexicon import ensure_vader_lexicon
+    from services.sentiment.score import SentimentScorer
+    from services.sentiment.settings import SentimentSettings
+
+    settings = SentimentSettings()
+    ensure_vader_lexicon(settings.nltk_data)
+    scorer = SentimentScorer(settings.thresholds)
+    for line in sys.stdin:
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        score = scorer.score(text)
+        record = {"text": text, "sentiment": score.sentiment, "polarity": score.polarity}
+        typer.echo(json.dumps(record, ensure_ascii=False))
+
+
+@app.command("sentiment-eval")
+def sentiment_eval(
+    csv_path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CSV",
+            help="columns text,sentiment (default: data/sentiment/labeled.csv)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Plain VADER vs the domain layer: per-class precision/recall/F1, held-out part and all."""
+    from services.sentiment.evaluate import (
+        HELD_OUT_PERCENT,
+        SHIPPED_LABELED,
+        evaluate,
+        read_labeled,
+        side_by_side,
+        split,
+    )
+    from services.sentiment.lexicon import ensure_vader_lexicon
+    from services.sentiment.score import SentimentScorer
+    from services.sentiment.settings import SentimentSettings
+
+    settings = SentimentSettings()
+    ensure_vader_lexicon(settings.nltk_data)
+    plain = SentimentScorer(settings.thresholds, domain=False)
+    domain = SentimentScorer(settings.thresholds)
+    messages = read_labeled(csv_path or SHIPPED_LABELED)
+    if not messages:
+        typer.echo("no labeled rows", err=True)
+        raise typer.Exit(1)
+    _, held_out = split(messages)
+    overall = evaluate(domain, messages)
+    if held_out:
+        title = f"held-out {HELD_OUT_PERCENT}% (by sha256 of the text)"
+        for row in side_by_side(title, evaluate(plain, held_out), evaluate(domain, held_out)):
+            typer.echo(row)
+        typer.echo("")
+    for row in side_by_side("all rows", evaluate(plain, messages), overall):
+        typer.echo(row)
+    typer.echo(f"accuracy={overall.accuracy:.3f} macro_f1={overall.macro_f1:.3f}")
 
 
 @app.command()
@@ -225,6 +294,98 @@ def classify(
             continue
         result = classifier.predict(text)
         typer.echo(json.dumps({"text": text, **dataclasses.asdict(result)}))
+
+
+reminders_app = typer.Typer(help="Follow-up reminders: list, show, cancel, fire now.")
+app.add_typer(reminders_app, name="reminders")
+
+
+async def _with_conn(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from incidentflow.db import create_pool
+
+    pool = await create_pool(_settings().database_url, 1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            return await work(conn)
+    finally:
+        await pool.close()
+
+
+def _print_reminders(reminders: list[Reminder]) -> None:
+    typer.echo(f"{'id':>8}  {'incident':36}  {'kind':10}  {'due_at':32}  {'state':9}  attempts")
+    for r in reminders:
+        typer.echo(
+            f"{r.id:>8}  {r.incident_id!s:36}  {r.kind:10}  {r.due_at.isoformat():32}  "
+            f"{r.state:9}  {r.attempts}"
+        )
+
+
+@reminders_app.command("list")
+def reminders_list(
+    state: Annotated[str | None, typer.Option(help="scheduled, requested, sent, ...")] = None,
+    limit: int = 50,
+) -> None:
+    """Reminders by due time, optionally of one state."""
+    from services.reminder import store
+
+    _print_reminders(asyncio.run(_with_conn(lambda conn: store.listing(conn, state, limit))))
+
+
+@reminders_app.command("show")
+def reminders_show(incident_id: uuid.UUID) -> None:
+    """The reminders of one incident."""
+    from services.reminder import store
+
+    reminders = asyncio.run(_with_conn(lambda conn: store.of_incident(conn, incident_id)))
+    if not reminders:
+        typer.echo(f"no reminders for incident {incident_id}", err=True)
+        raise typer.Exit(1)
+    _print_reminders(reminders)
+
+
+@reminders_app.command("cancel")
+def reminders_cancel(incident_id: uuid.UUID) -> None:
+    """Cancel an incident's pending reminders (audited)."""
+    from services.reminder import store
+
+    async def work(conn: asyncpg.Connection) -> list[Reminder]:
+        cancelled = await store.cancel(conn, incident_id)
+        await store.record_operator_action(conn, incident_id, "cancelled", cancelled)
+        return cancelled
+
+    typer.echo(f"cancelled {len(asyncio.run(_with_conn(work)))} reminder(s)")
+
+
+@reminders_app.command("fire-now")
+def reminders_fire_now(incident_id: uuid.UUID) -> None:
+    """Make an incident's pending reminders due now and hand them to the reminder service."""
+    from contracts.events import ReminderDue
+    from incidentflow.messaging import make_broker, publish_delayed
+    from services.reminder import store
+
+    async def work(conn: asyncpg.Connection) -> list[Reminder]:
+        due = await store.due_now(conn, incident_id)
+        await store.record_operator_action(conn, incident_id, "fired-now", due)
+        return due
+
+    async def fire() -> int:
+        due = await _with_conn(work)
+        broker = make_broker(_settings().rabbitmq_url, prefetch=1)
+        await broker.connect()
+        try:
+            for reminder in due:
+                event = ReminderDue(
+                    incident_id=reminder.incident_id,
+                    reminder_id=reminder.id,
+                    kind=reminder.kind,
+                    due_at=reminder.due_at,
+                )
+                await publish_delayed(broker, event, 0)
+        finally:
+            await broker.stop()
+        return len(due)
+
+    typer.echo(f"fired {asyncio.run(fire())} reminder(s)")
 
 
 incident_app = typer.Typer(help="Look at incidents.")

@@ -30,6 +30,8 @@ class ServiceRuntime:
         self.settings = settings
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
         self._pool: asyncpg.Pool | None = None
+        # Run once connected, before any subscriber consumes: topology the handlers publish to.
+        self.on_connected: list[Hook] = []
         self.on_started: list[Hook] = []
         self.on_stopping: list[Hook] = []
 
@@ -48,6 +50,8 @@ class ServiceRuntime:
         # Dead-letter queues exist before the first message could need one.
         await self.broker.connect()
         await declare_routes(self.broker, self.routes)
+        for hook in self.on_connected:
+            await hook()
         log.info("service starting", extra={"event": "start"})
         try:
             yield

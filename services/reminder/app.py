@@ -17,7 +17,7 @@ def create_app(settings: ReminderSettings | None = None) -> AsgiFastStream:
     async def declare_delays() -> None:
         await declare_delay_levels(runtime.broker)
 
-    runtime.on_started.insert(0, declare_delays)
+    runtime.on_connected.append(declare_delays)
     register(runtime, reminders)
     return runtime.asgi_app()
 

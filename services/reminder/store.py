@@ -18,10 +18,13 @@ class Reminder:
     kind: str
     due_at: datetime
     state: str
+    attempts: int = 0
 
 
 def _reminder(row: asyncpg.Record) -> Reminder:
-    return Reminder(row["id"], row["incident_id"], row["kind"], row["due_at"], row["state"])
+    return Reminder(
+        row["id"], row["incident_id"], row["kind"], row["due_at"], row["state"], row["attempts"]
+    )
 
 
 async def schedule(
@@ -83,3 +86,62 @@ async def overdue(conn: asyncpg.Connection, grace_seconds: int, limit: int = 500
         limit,
     )
     return [_reminder(row) for row in rows]
+
+
+async def listing(conn: asyncpg.Connection, state: str | None, limit: int) -> list[Reminder]:
+    rows = await conn.fetch(
+        """
+        SELECT * FROM reminders WHERE ($1::text IS NULL OR state = $1)
+        ORDER BY due_at LIMIT $2
+        """,
+        state,
+        limit,
+    )
+    return [_reminder(row) for row in rows]
+
+
+async def of_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[Reminder]:
+    rows = await conn.fetch(
+        "SELECT * FROM reminders WHERE incident_id = $1 ORDER BY id", incident_id
+    )
+    return [_reminder(row) for row in rows]
+
+
+async def cancel(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[Reminder]:
+    """Cancel the incident's pending reminders; a due message arriving later does nothing."""
+    rows = await conn.fetch(
+        """
+        UPDATE reminders SET state = 'cancelled', updated_at = now()
+        WHERE incident_id = $1 AND state = 'scheduled' RETURNING *
+        """,
+        incident_id,
+    )
+    return [_reminder(row) for row in rows]
+
+
+async def due_now(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[Reminder]:
+    """Bring the incident's pending reminders forward to now."""
+    rows = await conn.fetch(
+        """
+        UPDATE reminders SET due_at = now(), updated_at = now()
+        WHERE incident_id = $1 AND state = 'scheduled' RETURNING *
+        """,
+        incident_id,
+    )
+    return [_reminder(row) for row in rows]
+
+
+async def record_operator_action(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, action: str, reminders: list[Reminder]
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO audit_events
+            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+        VALUES ('operator', $1, gen_random_uuid(), $2, now(), $3, $4)
+        """,
+        f"reminder.{action}",
+        incident_id,
+        {"reminder_ids": [r.id for r in reminders]},
+        f"{action}: {len(reminders)} reminder(s)",
+    )

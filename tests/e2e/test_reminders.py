@@ -1,0 +1,267 @@
+"""Follow-ups survive a killed reminder service; the sweep fires what the broker lost;
+operators list, cancel and fire reminders from the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+
+from contracts.events import IncidentTicketed, ReminderRequested
+from contracts.topology import EVENTS, NOTIFIER_REMINDER
+from incidentflow.messaging import make_broker, publish_event
+from incidentflow.stack import REPO_ROOT, Stack
+from tests.conftest import RABBITMQ_URL, free_port, own_vhost
+from tests.e2e.conftest import incident, read_inbox, submit
+
+DELAY = 4
+
+
+class ReminderProcess:
+    def __init__(self, rabbitmq_url: str, database_url: str, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "RABBITMQ_URL": rabbitmq_url,
+            "DATABASE_URL": database_url,
+            "REMINDER_DELAY_SECONDS": str(DELAY),
+            "REMINDER_SWEEP_GRACE_SECONDS": "2",
+            "REMINDER_SWEEP_INTERVAL_SECONDS": "1",
+        }
+        self.log = log
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "services.reminder.app:app",
+                "--port",
+                str(self.port),
+            ],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                url = f"http://127.0.0.1:{self.port}/health/ready"
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "reminder did not start"
+            time.sleep(0.2)
+
+    def kill(self, sig: int) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+        self.process.wait(30)
+
+
+@pytest.fixture
+def isolated_url(rabbitmq_url: str) -> Iterator[str]:
+    with own_vhost(RABBITMQ_URL if "incidentflow-test" in rabbitmq_url else rabbitmq_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def requests_queue(isolated_url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    """The notifier's queue of reminder requests, declared as notifier would, to count them."""
+    connection = await aio_pika.connect(isolated_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
+    route = NOTIFIER_REMINDER
+    queue = await channel.declare_queue(
+        route.queue_name, durable=True, arguments=route.queue.arguments
+    )
+    await queue.bind(exchange, route.routing_key)
+    try:
+        yield queue
+    finally:
+        await connection.close()
+
+
+async def requests_for(queue: aio_pika.abc.AbstractQueue, wait: float) -> list[str]:
+    """Incident ids of the reminder requests that arrive within ``wait`` seconds."""
+    found: list[str] = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        message = await queue.get(fail=False)
+        if message is None:
+            time.sleep(0.2)
+            continue
+        await message.ack()
+        found.append(str(ReminderRequested.model_validate_json(message.body).incident_id))
+    return found
+
+
+async def new_incident(database_url: str) -> IncidentTicketed:
+    event = IncidentTicketed(
+        incident_id=uuid.uuid4(),
+        customer_id="r-1",
+        channel="email",
+        message="still waiting",
+        email="r@example.com",
+        created_at=datetime.now(UTC),
+        sentiment="negative",
+        polarity=-0.4,
+        classification="refund_request",
+        confidence=0.9,
+        reason="refund",
+        classifier_model="local",
+        ticket_id="TKT-0000cafe",
+        ticket_fallback=True,
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO incidents (id, customer_id, channel, message, email, created_at, ticket_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            event.incident_id,
+            event.customer_id,
+            event.channel,
+            event.message,
+            event.email,
+            event.created_at,
+            event.ticket_id,
+        )
+    finally:
+        await conn.close()
+    return event
+
+
+async def reminder_state(database_url: str, incident_id: uuid.UUID) -> str | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            "SELECT state FROM reminders WHERE incident_id = $1", incident_id
+        )
+    finally:
+        await conn.close()
+
+
+async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_twice(
+    isolated_url: str,
+    database_url: str,
+    tmp_path: Path,
+    requests_queue: aio_pika.abc.AbstractQueue,
+) -> None:
+    service = ReminderProcess(isolated_url, database_url, tmp_path / "reminder.log")
+    service.start()
+    event = await new_incident(database_url)
+    broker = make_broker(isolated_url, prefetch=1)
+    await broker.connect()
+    try:
+        await publish_event(broker, event)
+    finally:
+        await broker.stop()
+    deadline = time.monotonic() + 10
+    while await reminder_state(database_url, event.incident_id) != "scheduled":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    service.kill(signal.SIGKILL)  # while the follow-up waits in the delay queues
+    time.sleep(DELAY + 1)  # it falls due while nobody listens
+    service.start()
+    try:
+        arrived = await requests_for(requests_queue, wait=DELAY + 4)
+    finally:
+        service.kill(signal.SIGTERM)
+    assert arrived == [str(event.incident_id)]
+    assert await reminder_state(database_url, event.incident_id) == "requested"
+
+
+async def test_sweep_fires_a_reminder_the_broker_lost(
+    isolated_url: str,
+    database_url: str,
+    tmp_path: Path,
+    requests_queue: aio_pika.abc.AbstractQueue,
+) -> None:
+    event = await new_incident(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:  # a reminder the database knows about but no message carries
+        await conn.execute(
+            "INSERT INTO reminders (incident_id, kind, due_at) VALUES ($1, 'follow_up', $2)",
+            event.incident_id,
+            datetime.now(UTC) - timedelta(seconds=30),
+        )
+    finally:
+        await conn.close()
+    service = ReminderProcess(isolated_url, database_url, tmp_path / "reminder.log")
+    service.start()
+    try:
+        arrived = await requests_for(requests_queue, wait=6)
+    finally:
+        service.kill(signal.SIGTERM)
+    # Other tests' overdue reminders in this database may be swept too; ours exactly once.
+    assert arrived.count(str(event.incident_id)) == 1
+    assert await reminder_state(database_url, event.incident_id) == "requested"
+
+
+def run_cli(*args: str, stack: Stack, database_url: str, rabbitmq_url: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "incidentflow.cli", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": database_url, "RABBITMQ_URL": rabbitmq_url},
+    ).stdout
+
+
+def test_operator_cancels_a_reminder_from_the_cli(
+    stack: Stack, database_url: str, rabbitmq_url: str
+) -> None:
+    created = submit(stack, "Still no refund, please check").json()
+    shown = run_cli(
+        "reminders",
+        "show",
+        created["incident_id"],
+        stack=stack,
+        database_url=database_url,
+        rabbitmq_url=rabbitmq_url,
+    )
+    assert "scheduled" in shown
+    assert "cancelled 1 reminder(s)" in run_cli(
+        "reminders",
+        "cancel",
+        created["incident_id"],
+        stack=stack,
+        database_url=database_url,
+        rabbitmq_url=rabbitmq_url,
+    )
+    time.sleep(DELAY + 3)
+    state = incident(stack, created["incident_id"])
+    assert state["reminder"]["state"] == "cancelled" and state["reminder_sent"] is False
+    assert any(e["event_name"] == "reminder.cancelled" for e in state["audit"])
+    subjects = [m["Subject"] for m in read_inbox(stack.mail_dir)]
+    assert f"Support Ticket #{created['ticket_id']} - Follow-up: Still Open" not in subjects
+    listed = run_cli(
+        "reminders",
+        "list",
+        "--state",
+        "cancelled",
+        stack=stack,
+        database_url=database_url,
+        rabbitmq_url=rabbitmq_url,
+    )
+    assert created["incident_id"] in listed

@@ -29,12 +29,12 @@ DELAY = 4
 
 
 class ReminderProcess:
-    def __init__(self, rabbitmq_url: str, database_url: str, log: Path) -> None:
+    def __init__(self, rabbitmq_url: str, database_url: str, log: Path, delay: int = DELAY) -> None:
         self.env = {
             **os.environ,
             "RABBITMQ_URL": rabbitmq_url,
             "DATABASE_URL": database_url,
-            "REMINDER_DELAY_SECONDS": str(DELAY),
+            "REMINDER_DELAY_SECONDS": str(delay),
             "REMINDER_SWEEP_GRACE_SECONDS": "2",
             "REMINDER_SWEEP_INTERVAL_SECONDS": "1",
         }
@@ -265,3 +265,46 @@ def test_operator_cancels_a_reminder_from_the_cli(
         rabbitmq_url=rabbitmq_url,
     )
     assert created["incident_id"] in listed
+
+
+async def test_fire_now_brings_a_day_away_reminder_forward(
+    isolated_url: str,
+    database_url: str,
+    tmp_path: Path,
+    requests_queue: aio_pika.abc.AbstractQueue,
+) -> None:
+    service = ReminderProcess(isolated_url, database_url, tmp_path / "r.log", delay=86_400)
+    service.start()
+    try:
+        event = await new_incident(database_url)
+        broker = make_broker(isolated_url, prefetch=1)
+        await broker.connect()
+        try:
+            await publish_event(broker, event)
+        finally:
+            await broker.stop()
+        deadline = time.monotonic() + 10
+        while await reminder_state(database_url, event.incident_id) != "scheduled":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        output = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "incidentflow.cli",
+                "reminders",
+                "fire-now",
+                str(event.incident_id),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env={**os.environ, "DATABASE_URL": database_url, "RABBITMQ_URL": isolated_url},
+        ).stdout
+        assert "fired 1 reminder(s)" in output
+        arrived = await requests_for(requests_queue, wait=5)
+    finally:
+        service.kill(signal.SIGTERM)
+    assert arrived.count(str(event.incident_id)) == 1
+    assert await reminder_state(database_url, event.incident_id) == "requested"

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test install services migrate lint fmt bench-classifier
+.PHONY: up down logs test install services migrate lint fmt bench-classifier bench-sentiment
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,3 +52,6 @@ fmt: install
 
 bench-classifier: install
 	$(PY) scripts/bench_classifier.py
+
+bench-sentiment: install
+	$(PY) scripts/bench_sentiment.py

@@ -32,7 +32,7 @@ CATEGORIES: tuple[Category, ...] = (
     "statement_error",
     "other",
 )
-NotificationKind = Literal["ack", "reminder"]
+NotificationKind = Literal["ack", "reminder", "escalation"]
 
 # Namespace for deterministic event ids: a step that handles the same input twice emits the
 # same event_id, so the next consumer recognises the duplicate.

@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
 
     examples = read_examples(SHIPPED_DATA)
-    train, held_out = split(examples)
+    train, _ = split(examples)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp)
         LocalClassifier.train(train).save(model_dir, trained_on=len(train))

@@ -114,6 +114,7 @@ class IncidentState(IncidentSummary):
     acknowledged_at: datetime | None
     notifications: list[Notification]
     reminder: ReminderState | None
+    reminders: list[ReminderState]
     corrections: list[Correction]
     audit: list[AuditEntry]
 

@@ -94,14 +94,17 @@ async def incident_details(
             incident_id,
         )
     ]
-    reminder = await conn.fetchrow(
-        """
-        SELECT kind, due_at, state, attempts FROM reminders
-        WHERE incident_id = $1 ORDER BY id DESC LIMIT 1
-        """,
-        incident_id,
-    )
-    state["reminder"] = dict(reminder) if reminder else None
+    reminders = [
+        dict(r)
+        for r in await conn.fetch(
+            "SELECT kind, due_at, state, attempts FROM reminders"
+            " WHERE incident_id = $1 ORDER BY id",
+            incident_id,
+        )
+    ]
+    state["reminders"] = reminders
+    # The customer follow-up, as the seed's single reminder.
+    state["reminder"] = next((r for r in reminders if r["kind"] == "follow_up"), None)
     state["corrections"] = [
         dict(r)
         for r in await conn.fetch(

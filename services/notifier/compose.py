@@ -22,6 +22,7 @@ TEMPLATES = Environment(
 SUBJECTS: dict[NotificationKind, str] = {
     "ack": "Support Ticket #{ticket_id} - Issue Received",
     "reminder": "Support Ticket #{ticket_id} - Follow-up: Still Open",
+    "escalation": "[Escalation] Ticket #{ticket_id} still open",
 }
 
 
@@ -56,11 +57,16 @@ def _context(view: IncidentView, support_address: str) -> dict[str, object]:
 
 
 def email_message(
-    view: IncidentView, kind: NotificationKind, sender: str, support_address: str
+    view: IncidentView,
+    kind: NotificationKind,
+    sender: str,
+    support_address: str,
+    to: str | None = None,
 ) -> EmailMessage:
+    """The email of ``kind`` about ``view``; to the customer unless ``to`` says otherwise."""
     mail = EmailMessage()
     mail["From"] = sender
-    mail["To"] = view.email
+    mail["To"] = to or view.email
     mail["Subject"] = SUBJECTS[kind].format(ticket_id=_one_line(view.ticket_id))
     # Deterministic per (incident, kind): a resend is recognisably the same mail.
     mail["Message-ID"] = f"<{view.incident_id}.{kind}@incidentflow>"

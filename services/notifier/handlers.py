@@ -38,12 +38,16 @@ class Notifier:
         self.mailer = mailer
         self.settings = settings
 
-    async def send_email(self, view: IncidentView, kind: NotificationKind) -> None:
-        mail = email_message(view, kind, self.settings.mail_from, self.settings.support_address)
+    async def send_email(
+        self, view: IncidentView, kind: NotificationKind, to: str | None = None
+    ) -> None:
+        mail = email_message(
+            view, kind, self.settings.mail_from, self.settings.support_address, to=to
+        )
         body = mail.get_content()
         async with self.runtime.pool.acquire() as conn:
             if not await store.claim(
-                conn, view.incident_id, "email", kind, mask_email(view.email), body
+                conn, view.incident_id, "email", kind, mask_email(to or view.email), body
             ):
                 return
         try:
@@ -105,12 +109,21 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             raise LookupError(f"incident {event.incident_id} not found")
         status, view = found
         if status != "open":
-            # Resolved after the reminder service looked: the customer needs no chasing.
+            # Resolved after the reminder service looked: nobody needs chasing.
             state = "skipped"
+        elif event.kind == "escalation":
+            await notifier.send_email(view, "escalation", to=notifier.settings.escalation_address)
+            state = "sent"
         else:
             await notifier.send_email(view, "reminder")
             state = "sent"
         async with runtime.pool.acquire() as conn, conn.transaction():
             await record_handled(conn, runtime.name, event)
-            await store.mark_reminder(conn, event.incident_id, event.reminder_id, state)
+            await store.mark_reminder(
+                conn,
+                event.incident_id,
+                event.reminder_id,
+                state,
+                customer_follow_up=event.kind != "escalation",
+            )
         log.info("reminder handled", extra={"incident_id": str(event.incident_id), "state": state})

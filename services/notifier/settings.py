@@ -26,3 +26,5 @@ class NotifierSettings(CommonSettings):
         "Customer Support <support@company.com>", validation_alias=_env("MAIL_FROM")
     )
     support_address: str = "support@company.com"
+    # Where escalations of incidents left open go: the support team's own inbox.
+    escalation_address: str = "support-team@company.com"

@@ -100,10 +100,15 @@ async def incident_for_reminder(
 
 
 async def mark_reminder(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, reminder_id: int, state: str
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    reminder_id: int,
+    state: str,
+    *,
+    customer_follow_up: bool,
 ) -> None:
     await conn.execute(
         "UPDATE reminders SET state = $2, updated_at = now() WHERE id = $1", reminder_id, state
     )
-    if state == "sent":
+    if state == "sent" and customer_follow_up:
         await conn.execute("UPDATE incidents SET reminder_sent = true WHERE id = $1", incident_id)

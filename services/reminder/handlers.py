@@ -34,12 +34,25 @@ class Reminders:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def schedule(self, event: IncidentTicketed) -> None:
-        due_at = event.created_at + timedelta(seconds=self.settings.delay_seconds)
+        """The customer follow-up, and the team escalation if enabled, for a new incident."""
+        delays = {
+            store.FOLLOW_UP: self.settings.follow_up_delay(event.classification, event.sentiment)
+        }
+        if self.settings.escalation_seconds:
+            delays[store.ESCALATION] = self.settings.escalation_seconds
         async with self.runtime.pool.acquire() as conn, conn.transaction():
-            reminder = await store.schedule(conn, event.incident_id, store.FOLLOW_UP, due_at)
+            reminders = [
+                await store.schedule(
+                    conn, event.incident_id, kind, event.created_at + timedelta(seconds=delay)
+                )
+                for kind, delay in delays.items()
+            ]
             await record_handled(conn, self.runtime.name, event, outcome="scheduled")
-        if reminder.state == "scheduled":
-            await self._publish_due(reminder.id, event.incident_id, reminder.kind, reminder.due_at)
+        for reminder in reminders:
+            if reminder.state == "scheduled":
+                await self._publish_due(
+                    reminder.id, event.incident_id, reminder.kind, reminder.due_at
+                )
 
     async def _publish_due(
         self, reminder_id: int, incident_id: uuid.UUID, kind: str, due_at: datetime

@@ -3,13 +3,36 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from contracts.events import Category, Sentiment
 from incidentflow.settings import CommonSettings
+
+FOUR_HOURS = 4 * 3600
+
+
+def _urgent_categories() -> dict[Category, int]:
+    return {"fraud_report": FOUR_HOURS}
+
+
+def _urgent_sentiments() -> dict[Sentiment, int]:
+    return {"negative": FOUR_HOURS}
 
 
 class ReminderSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="REMINDER_", extra="ignore")
 
     delay_seconds: int = Field(86_400, ge=1, lt=2**28)
+    # Sooner follow-ups for urgent cases; the shortest applicable delay wins.
+    category_delays: dict[Category, int] = Field(default_factory=_urgent_categories)
+    sentiment_delays: dict[Sentiment, int] = Field(default_factory=_urgent_sentiments)
+    # Tell the support team when an incident is still open this long after it came in; 0 = off.
+    escalation_seconds: int = Field(48 * 3600, ge=0, lt=2**28)
     # Safety net: reminders past due by more than this were lost by the broker; fire them.
     sweep_grace_seconds: int = Field(60, ge=1)
     sweep_interval_seconds: float = Field(30.0, gt=0)
+
+    def follow_up_delay(self, category: str, sentiment: str) -> int:
+        """Seconds from receipt to the customer follow-up for this kind of incident."""
+        candidates = [self.delay_seconds]
+        candidates += [d for c, d in self.category_delays.items() if c == category]
+        candidates += [d for s, d in self.sentiment_delays.items() if s == sentiment]
+        return min(candidates)

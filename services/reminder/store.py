@@ -8,7 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-FOLLOW_UP = "follow_up"
+FOLLOW_UP = "follow_up"  # to the customer
+ESCALATION = "escalation"  # to the support team
 
 
 @dataclass(frozen=True)

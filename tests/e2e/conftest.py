@@ -37,6 +37,8 @@ def stack(
             # The seed's furious message scores ~0.97 and its neutral one ~0.85 on the shipped
             # model: one is trusted, the other goes to a human.
             "CLASSIFIER_REVIEW_THRESHOLD": "0.9",
+            # The support team hears of incidents still open 8 s after they came in.
+            "REMINDER_ESCALATION_SECONDS": "8",
         },
     )
     stack.start()

@@ -154,7 +154,8 @@ async def reminder_state(database_url: str, incident_id: uuid.UUID) -> str | Non
     conn = await asyncpg.connect(database_url)
     try:
         return await conn.fetchval(  # type: ignore[no-any-return]
-            "SELECT state FROM reminders WHERE incident_id = $1", incident_id
+            "SELECT state FROM reminders WHERE incident_id = $1 AND kind = 'follow_up'",
+            incident_id,
         )
     finally:
         await conn.close()
@@ -241,7 +242,7 @@ def test_operator_cancels_a_reminder_from_the_cli(
         rabbitmq_url=rabbitmq_url,
     )
     assert "scheduled" in shown
-    assert "cancelled 1 reminder(s)" in run_cli(
+    assert "cancelled 2 reminder(s)" in run_cli(
         "reminders",
         "cancel",
         created["incident_id"],
@@ -302,9 +303,25 @@ async def test_fire_now_brings_a_day_away_reminder_forward(
             timeout=60,
             env={**os.environ, "DATABASE_URL": database_url, "RABBITMQ_URL": isolated_url},
         ).stdout
-        assert "fired 1 reminder(s)" in output
+        assert "fired 2 reminder(s)" in output  # the follow-up and the escalation
         arrived = await requests_for(requests_queue, wait=5)
     finally:
         service.kill(signal.SIGTERM)
-    assert arrived.count(str(event.incident_id)) == 1
+    assert arrived.count(str(event.incident_id)) == 2
     assert await reminder_state(database_url, event.incident_id) == "requested"
+
+
+def test_open_incident_is_escalated_to_the_support_team(stack: Stack) -> None:
+    created = submit(stack, "I reported fraud on my card and nobody has called me").json()
+    subject = f"[Escalation] Ticket #{created['ticket_id']} still open"
+    deadline = time.monotonic() + 20
+    while subject not in [m["Subject"] for m in read_inbox(stack.mail_dir)]:
+        assert time.monotonic() < deadline, "no escalation within 20 s"
+        time.sleep(0.3)
+    [mail] = [m for m in read_inbox(stack.mail_dir) if m["Subject"] == subject]
+    assert mail["To"] == "support-team@company.com"
+    assert created["incident_id"] in mail.get_content()
+    state = incident(stack, created["incident_id"])
+    kinds = {(r["kind"], r["state"]) for r in state["reminders"]}
+    assert ("escalation", "sent") in kinds
+    assert ("email", "escalation") in {(n["channel"], n["kind"]) for n in state["notifications"]}

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from incidentflow.stack import Stack
-from tests.conftest import free_port, free_port_block
+from contracts.events import Event, IncidentTicketed
+from incidentflow.messaging import make_broker, publish_event
+from incidentflow.stack import REPO_ROOT, SERVICES, Stack
+from tests.conftest import RABBITMQ_URL, free_port, free_port_block, own_vhost
 
 REMINDER_DELAY_SECONDS = 5
 
@@ -95,3 +103,85 @@ def seed_incidents(stack: Stack) -> dict[str, dict[str, Any]]:
     for response in responses.values():
         assert response.status_code == 201, response.text
     return {name: response.json() for name, response in responses.items()}
+
+
+@pytest.fixture
+def isolated_rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
+    """A vhost of its own: the session's stack must not consume this test's messages."""
+    base = RABBITMQ_URL if "incidentflow-test" in rabbitmq_url else rabbitmq_url
+    with own_vhost(base) as url:
+        yield url
+
+
+def start_service(name: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """One service as a real process (own process group), returned once it reports ready."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", SERVICES[name], "--port", str(port)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"{name} was not ready within 60 s"
+        time.sleep(0.2)
+
+
+async def insert_ticketed_incident(database_url: str, **fields: Any) -> IncidentTicketed:
+    """An incident row as ingest stores it, and the incident.ticketed event that follows."""
+    event = IncidentTicketed(
+        **{
+            "incident_id": uuid.uuid4(),
+            "customer_id": "c-1",
+            "channel": "email",
+            "message": "I was charged twice",
+            "email": "customer@example.com",
+            "created_at": datetime.now(UTC),
+            "sentiment": "negative",
+            "polarity": -0.5,
+            "classification": "duplicate_payment",
+            "confidence": 0.9,
+            "reason": "twice",
+            "classifier_model": "local",
+            "ticket_id": "TKT-0000beef",
+            "ticket_fallback": True,
+            **fields,
+        }
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO incidents (id, customer_id, channel, message, email, created_at, ticket_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            event.incident_id,
+            event.customer_id,
+            event.channel,
+            event.message,
+            event.email,
+            event.created_at,
+            event.ticket_id,
+        )
+    finally:
+        await conn.close()
+    return event
+
+
+async def publish(rabbitmq_url: str, *events: Event) -> None:
+    """Publish as a service would (confirms, persistent), from a short-lived connection."""
+    broker = make_broker(rabbitmq_url, prefetch=1)
+    await broker.connect()
+    try:
+        for event in events:
+            await publish_event(broker, event)
+    finally:
+        await broker.stop()

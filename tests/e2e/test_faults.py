@@ -10,11 +10,9 @@ import asyncpg
 import httpx
 
 from contracts.events import IncidentTicketed
-from contracts.topology import EVENTS
-from incidentflow.messaging import make_broker, publish_event
 from incidentflow.stack import REPO_ROOT, Stack
 from tests.conftest import free_port
-from tests.e2e.conftest import read_inbox, submit
+from tests.e2e.conftest import publish, read_inbox, submit
 
 
 async def test_redelivered_ticketed_event_sends_nothing_twice(
@@ -34,13 +32,7 @@ async def test_redelivered_ticketed_event_sends_nothing_twice(
         event = IncidentTicketed.model_validate_json(audit)
         acknowledgement = f"Support Ticket #{created['ticket_id']} - Issue Received"
         mails_before = [m["Subject"] for m in read_inbox(stack.mail_dir)].count(acknowledgement)
-        broker = make_broker(rabbitmq_url, prefetch=1)
-        await broker.connect()
-        try:
-            for _ in range(3):
-                await publish_event(broker, event, exchange=EVENTS)
-        finally:
-            await broker.stop()
+        await publish(rabbitmq_url, event, event, event)
         time.sleep(2)
         rows = await conn.fetch(
             "SELECT channel, kind, attempts FROM notifications WHERE incident_id = $1",

@@ -9,21 +9,26 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aio_pika
 import asyncpg
-import httpx
 import pytest
 
 from contracts.events import IncidentTicketed, ReminderRequested
 from contracts.topology import EVENTS, NOTIFIER_REMINDER
-from incidentflow.messaging import make_broker, publish_event
-from incidentflow.stack import REPO_ROOT, Stack
-from tests.conftest import RABBITMQ_URL, free_port, own_vhost
-from tests.e2e.conftest import incident, read_inbox, submit
+from incidentflow.stack import Stack
+from tests.conftest import free_port
+from tests.e2e.conftest import (
+    incident,
+    insert_ticketed_incident,
+    publish,
+    read_inbox,
+    start_service,
+    submit,
+)
 
 DELAY = 4
 
@@ -31,7 +36,6 @@ DELAY = 4
 class ReminderProcess:
     def __init__(self, rabbitmq_url: str, database_url: str, log: Path, delay: int = DELAY) -> None:
         self.env = {
-            **os.environ,
             "RABBITMQ_URL": rabbitmq_url,
             "DATABASE_URL": database_url,
             "REMINDER_DELAY_SECONDS": str(delay),
@@ -43,32 +47,7 @@ class ReminderProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "services.reminder.app:app",
-                "--port",
-                str(self.port),
-            ],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                url = f"http://127.0.0.1:{self.port}/health/ready"
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "reminder did not start"
-            time.sleep(0.2)
+        self.process = start_service("reminder", self.port, self.env, self.log)
 
     def kill(self, sig: int) -> None:
         assert self.process is not None
@@ -77,15 +56,9 @@ class ReminderProcess:
 
 
 @pytest.fixture
-def isolated_url(rabbitmq_url: str) -> Iterator[str]:
-    with own_vhost(RABBITMQ_URL if "incidentflow-test" in rabbitmq_url else rabbitmq_url) as url:
-        yield url
-
-
-@pytest.fixture
-async def requests_queue(isolated_url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+async def requests_queue(isolated_rabbitmq_url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     """The notifier's queue of reminder requests, declared as notifier would, to count them."""
-    connection = await aio_pika.connect(isolated_url)
+    connection = await aio_pika.connect(isolated_rabbitmq_url)
     channel = await connection.channel()
     exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
     route = NOTIFIER_REMINDER
@@ -114,40 +87,9 @@ async def requests_for(queue: aio_pika.abc.AbstractQueue, wait: float) -> list[s
 
 
 async def new_incident(database_url: str) -> IncidentTicketed:
-    event = IncidentTicketed(
-        incident_id=uuid.uuid4(),
-        customer_id="r-1",
-        channel="email",
-        message="still waiting",
-        email="r@example.com",
-        created_at=datetime.now(UTC),
-        sentiment="negative",
-        polarity=-0.4,
-        classification="refund_request",
-        confidence=0.9,
-        reason="refund",
-        classifier_model="local",
-        ticket_id="TKT-0000cafe",
-        ticket_fallback=True,
+    return await insert_ticketed_incident(
+        database_url, message="still waiting", classification="refund_request"
     )
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            """
-            INSERT INTO incidents (id, customer_id, channel, message, email, created_at, ticket_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
-            event.incident_id,
-            event.customer_id,
-            event.channel,
-            event.message,
-            event.email,
-            event.created_at,
-            event.ticket_id,
-        )
-    finally:
-        await conn.close()
-    return event
 
 
 async def reminder_state(database_url: str, incident_id: uuid.UUID) -> str | None:
@@ -162,20 +104,15 @@ async def reminder_state(database_url: str, incident_id: uuid.UUID) -> str | Non
 
 
 async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_twice(
-    isolated_url: str,
+    isolated_rabbitmq_url: str,
     database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
-    service = ReminderProcess(isolated_url, database_url, tmp_path / "reminder.log")
+    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
     service.start()
     event = await new_incident(database_url)
-    broker = make_broker(isolated_url, prefetch=1)
-    await broker.connect()
-    try:
-        await publish_event(broker, event)
-    finally:
-        await broker.stop()
+    await publish(isolated_rabbitmq_url, event)
     deadline = time.monotonic() + 10
     while await reminder_state(database_url, event.incident_id) != "scheduled":
         assert time.monotonic() < deadline
@@ -192,7 +129,7 @@ async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_t
 
 
 async def test_sweep_fires_a_reminder_the_broker_lost(
-    isolated_url: str,
+    isolated_rabbitmq_url: str,
     database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
@@ -207,7 +144,7 @@ async def test_sweep_fires_a_reminder_the_broker_lost(
         )
     finally:
         await conn.close()
-    service = ReminderProcess(isolated_url, database_url, tmp_path / "reminder.log")
+    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
     service.start()
     try:
         arrived = await requests_for(requests_queue, wait=6)
@@ -269,21 +206,16 @@ def test_operator_cancels_a_reminder_from_the_cli(
 
 
 async def test_fire_now_brings_a_day_away_reminder_forward(
-    isolated_url: str,
+    isolated_rabbitmq_url: str,
     database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
-    service = ReminderProcess(isolated_url, database_url, tmp_path / "r.log", delay=86_400)
+    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "r.log", delay=86_400)
     service.start()
     try:
         event = await new_incident(database_url)
-        broker = make_broker(isolated_url, prefetch=1)
-        await broker.connect()
-        try:
-            await publish_event(broker, event)
-        finally:
-            await broker.stop()
+        await publish(isolated_rabbitmq_url, event)
         deadline = time.monotonic() + 10
         while await reminder_state(database_url, event.incident_id) != "scheduled":
             assert time.monotonic() < deadline
@@ -301,7 +233,7 @@ async def test_fire_now_brings_a_day_away_reminder_forward(
             text=True,
             check=True,
             timeout=60,
-            env={**os.environ, "DATABASE_URL": database_url, "RABBITMQ_URL": isolated_url},
+            env={**os.environ, "DATABASE_URL": database_url, "RABBITMQ_URL": isolated_rabbitmq_url},
         ).stdout
         assert "fired 2 reminder(s)" in output  # the follow-up and the escalation
         arrived = await requests_for(requests_queue, wait=5)

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test install services migrate lint fmt bench-classifier bench-sentiment
+.PHONY: up down logs test install services migrate lint fmt bench-classifier bench-sentiment bench-reminders
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,7 +44,7 @@ test: install services
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts incidentflow services tests
+	$(BIN)/mypy contracts incidentflow services tests scripts
 
 fmt: install
 	$(BIN)/ruff format .
@@ -55,3 +55,7 @@ bench-classifier: install
 
 bench-sentiment: install
 	$(PY) scripts/bench_sentiment.py
+
+COUNT ?= 1000000
+bench-reminders: install services
+	$(WITH_SERVICES) $(PY) scripts/bench_reminders.py --count $(COUNT)

@@ -46,21 +46,34 @@ class DeliveryPolicy(BaseMiddleware):
         except HandlerException:
             raise
         except ValidationError as exc:
+            if exc.title in _model_names(Event):
+                # Our own code built an invalid event: a bug or bad data, not a bad message.
+                raise await _retry_later(msg, exc) from exc
             log.error(
                 "invalid payload, dead-lettered",
                 extra={"message_id": msg.message_id, "errors": exc.errors(include_url=False)},
             )
             raise RejectMessage from exc
         except Exception as exc:
-            attempt = int((msg.headers or {}).get("x-delivery-count", 0) or 0)
-            log.warning(
-                "handler failed, will retry",
-                extra={"message_id": msg.message_id, "attempt": attempt + 1, "error": repr(exc)},
-            )
-            # Holding the message delays the redelivery: a database restart is ridden out
-            # instead of burning through the delivery limit in milliseconds.
-            await asyncio.sleep(retry_backoff(attempt))
-            raise NackMessage(requeue=True) from exc
+            raise await _retry_later(msg, exc) from exc
+
+
+async def _retry_later(msg: StreamMessage[Any], exc: Exception) -> NackMessage:
+    attempt = int((msg.headers or {}).get("x-delivery-count", 0) or 0)
+    log.warning(
+        "handler failed, will retry",
+        extra={"message_id": msg.message_id, "attempt": attempt + 1, "error": repr(exc)},
+    )
+    # Holding the message delays the redelivery: a database restart is ridden out
+    # instead of burning through the delivery limit in milliseconds.
+    await asyncio.sleep(retry_backoff(attempt))
+    return NackMessage(requeue=True)
+
+
+def _model_names(cls: type[Event]) -> set[str]:
+    """Names of the contract models. A ValidationError titled with one came from our code
+    building that event; one titled otherwise came from parsing the incoming message."""
+    return {cls.__name__}.union(*(_model_names(sub) for sub in cls.__subclasses__()))
 
 
 def make_broker(url: str, prefetch: int, *, graceful_timeout: float = 20.0) -> RabbitBroker:
@@ -102,7 +115,7 @@ async def publish_delayed(broker: RabbitBroker, event: Event, delay_seconds: flo
     await publish_event(
         broker,
         event,
-        exchange=DelayLevels.exchange(DelayLevels.LEVELS - 1),
+        exchange=DelayLevels.entry_exchange(delay),
         routing_key=DelayLevels.routing_key(delay, event.routing_key()),
     )
 

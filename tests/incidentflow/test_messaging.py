@@ -133,3 +133,30 @@ async def test_unroutable_publish_raises_instead_of_vanishing(broker: RabbitBrok
     event = ProbeEvent(incident_id=uuid.uuid4(), note="nobody listens")
     with pytest.raises(Exception):  # noqa: B017 - aio-pika's DeliveryError on basic.return
         await publish_event(broker, event, routing_key=f"nobody.{uuid.uuid4().hex}")
+
+
+class Unbuildable(Event):
+    name = "test.unbuildable"
+    required: str
+
+
+async def test_an_event_our_own_code_cannot_build_is_retried_not_dead_lettered(
+    broker: RabbitBroker, rabbitmq_url: str
+) -> None:
+    route = Route(f"probe{uuid.uuid4().hex[:6]}", ProbeEvent)
+    await declare_routes(broker, (route,))
+    attempts: list[str] = []
+
+    @broker.subscriber(route.queue, route.source)
+    async def on_probe(event: ProbeEvent) -> None:
+        attempts.append(event.note)
+        if len(attempts) == 1:
+            Unbuildable.model_validate({"incident_id": event.incident_id})  # a bug, once
+
+    await broker.start()
+    await publish_event(broker, ProbeEvent(incident_id=uuid.uuid4(), note="again"))
+    deadline = time.monotonic() + 10
+    while len(attempts) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert attempts == ["again", "again"]
+    assert await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1) == []

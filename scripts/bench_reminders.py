@@ -1,0 +1,241 @@
+"""Benchmark of durable follow-ups: COUNT reminders through the real delay queues and service.
+
+Starts the reminder service as a real process on its own vhost and database, creates COUNT
+open incidents, publishes their incident.ticketed events, and stands in for the notifier:
+it consumes reminder.requested and records when each arrived against when it was due.
+
+Usage: make bench-reminders [COUNT=1000000]   (python scripts/bench_reminders.py --count N)
+Last line: scheduled=N fired=N lost=N duplicates=N p99_lateness_ms=N
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from contracts.events import IncidentTicketed, ReminderRequested  # noqa: E402
+from contracts.topology import EVENTS, NOTIFIER_REMINDER  # noqa: E402
+from incidentflow.db import migrate  # noqa: E402
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def broker_memory_mb() -> float:
+    """Resident memory of the local RabbitMQ node (its beam.smp process), read from /proc.
+
+    Cheap on purpose: `rabbitmqctl status` starts an Erlang VM and would steal the CPU it
+    is measuring.
+    """
+    total = 0.0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if text.startswith("Name:\tbeam.smp"):
+            for line in text.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
+async def main(count: int, delay: int, publishers: int) -> None:
+    run = uuid.uuid4().hex[:8]
+    vhost = f"incidentflow-bench-{run}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True
+    )
+    amqp = urlunsplit(urlsplit(RABBITMQ_URL)._replace(path="/" + quote(vhost, safe="")))
+    database = urlunsplit(urlsplit(DATABASE_URL)._replace(path=f"/incidentflow_bench_{run}"))
+    await migrate(database)
+    port = 18_765
+    (REPO / "var").mkdir(exist_ok=True)
+    log = (REPO / "var" / "bench-reminders.log").open("wb")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "services.reminder.app:app", "--port", str(port)],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "RABBITMQ_URL": amqp,
+            "DATABASE_URL": database,
+            "REMINDER_DELAY_SECONDS": str(delay),
+            "REMINDER_ESCALATION_SECONDS": "0",
+            "REMINDER_PREFETCH": "200",
+            "DB_POOL_SIZE": "20",
+            "LOG_LEVEL": "WARNING",
+        },
+    )
+    connection = await aio_pika.connect(amqp)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("reminder service did not start")
+            await asyncio.sleep(0.2)
+
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=1000)
+        exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
+        requests = await channel.declare_queue(
+            NOTIFIER_REMINDER.queue_name, durable=True, arguments=NOTIFIER_REMINDER.queue.arguments
+        )
+        await requests.bind(exchange, NOTIFIER_REMINDER.routing_key)
+
+        fired: dict[uuid.UUID, int] = {}
+        lateness_ms: list[float] = []
+        all_fired = asyncio.Event()
+
+        async def on_request(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            event = ReminderRequested.model_validate_json(message.body)
+            fired[event.incident_id] = fired.get(event.incident_id, 0) + 1
+            if fired[event.incident_id] == 1:
+                due = created[event.incident_id] + timedelta(seconds=delay)
+                lateness_ms.append((datetime.now(UTC) - due).total_seconds() * 1000)
+            await message.ack()
+            if len(fired) >= count:
+                all_fired.set()
+
+        ids = [uuid.uuid4() for _ in range(count)]
+        created: dict[uuid.UUID, datetime] = {}
+        conn = await asyncpg.connect(database)
+        try:
+            now = datetime.now(UTC)
+            await conn.copy_records_to_table(
+                "incidents",
+                records=[
+                    (i, "bench", "email", "charged twice", "b@example.com", now, "TKT-bench")
+                    for i in ids
+                ],
+                columns=[
+                    "id",
+                    "customer_id",
+                    "channel",
+                    "message",
+                    "email",
+                    "created_at",
+                    "ticket_id",
+                ],
+            )
+        finally:
+            await conn.close()
+        await requests.consume(on_request)
+
+        peak_memory = broker_memory_mb()
+        started = time.monotonic()
+        semaphore = asyncio.Semaphore(publishers)
+
+        async def publish(incident_id: uuid.UUID) -> None:
+            async with semaphore:
+                created[incident_id] = datetime.now(UTC)
+                event = IncidentTicketed(
+                    incident_id=incident_id,
+                    customer_id="bench",
+                    channel="email",
+                    message="charged twice",
+                    email="b@example.com",
+                    created_at=created[incident_id],
+                    sentiment="neutral",
+                    polarity=0.0,
+                    classification="duplicate_payment",
+                    confidence=0.9,
+                    reason="bench",
+                    classifier_model="local",
+                    ticket_id="TKT-bench",
+                    ticket_fallback=True,
+                )
+                await exchange.publish(
+                    aio_pika.Message(
+                        event.model_dump_json().encode(),
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                        message_id=str(event.event_id),
+                    ),
+                    routing_key=event.routing_key(),
+                )
+
+        await asyncio.gather(*(publish(i) for i in ids))
+        published_s = time.monotonic() - started
+        # Bounded waits: the benchmark always ends and says what it saw.
+        schedule_deadline = time.monotonic() + 300 + count / 100
+        conn = await asyncpg.connect(database)
+        try:
+            while (scheduled := await conn.fetchval("SELECT count(*) FROM reminders")) < count:
+                if time.monotonic() > schedule_deadline:
+                    break
+                peak_memory = max(peak_memory, broker_memory_mb())
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        scheduled_s = time.monotonic() - started
+        fire_deadline = time.monotonic() + delay + 120
+        while not all_fired.is_set() and time.monotonic() < fire_deadline:
+            peak_memory = max(peak_memory, broker_memory_mb())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_fired.wait(), timeout=1)
+        await asyncio.sleep(3)  # a duplicate would arrive now
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+        await connection.close()
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+        conn = await asyncpg.connect(urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres")))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(database).path[1:]}" WITH (FORCE)')
+        await conn.close()
+
+    fired_once = len(fired)
+    duplicates = sum(n - 1 for n in fired.values())
+    print(f"machine: {os.cpu_count()} cores; count={count} delay={delay}s")
+    print(
+        f"published {count} incident.ticketed in {published_s:.1f} s ({count / published_s:,.0f}/s)"
+    )
+    print(f"scheduling rate (reminders recorded and delayed): {count / scheduled_s:,.0f}/s")
+    print(f"broker memory at peak: {peak_memory:,.0f} MB")
+    print(
+        f"fire lateness: p50={percentile(lateness_ms, 0.5):,.0f} ms "
+        f"p99={percentile(lateness_ms, 0.99):,.0f} ms max={max(lateness_ms, default=0):,.0f} ms"
+    )
+    print(
+        f"scheduled={scheduled} fired={fired_once} lost={count - fired_once} "
+        f"duplicates={duplicates} p99_lateness_ms={percentile(lateness_ms, 0.99):.0f}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--delay", type=int, default=10)
+    parser.add_argument("--publishers", type=int, default=500)
+    args = parser.parse_args()
+    asyncio.run(main(args.count, args.delay, args.publishers))

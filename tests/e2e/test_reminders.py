@@ -55,19 +55,24 @@ class ReminderProcess:
         self.process.wait(30)
 
 
-@pytest.fixture
-async def requests_queue(isolated_rabbitmq_url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+async def declare_requests_queue(
+    channel: aio_pika.abc.AbstractChannel,
+) -> aio_pika.abc.AbstractQueue:
     """The notifier's queue of reminder requests, declared as notifier would, to count them."""
-    connection = await aio_pika.connect(isolated_rabbitmq_url)
-    channel = await connection.channel()
     exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
     route = NOTIFIER_REMINDER
     queue = await channel.declare_queue(
         route.queue_name, durable=True, arguments=route.queue.arguments
     )
     await queue.bind(exchange, route.routing_key)
+    return queue
+
+
+@pytest.fixture
+async def requests_queue(isolated_rabbitmq_url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    connection = await aio_pika.connect(isolated_rabbitmq_url)
     try:
-        yield queue
+        yield await declare_requests_queue(await connection.channel())
     finally:
         await connection.close()
 

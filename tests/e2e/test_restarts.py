@@ -1,0 +1,107 @@
+"""Follow-ups survive a restart of RabbitMQ and a restart of Postgres: none lost, none twice.
+
+These restart the local servers, so they need `rabbitmqctl` / `pg_ctlcluster` on this host
+(true on the project's machines and in CI there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from tests.e2e.conftest import publish
+from tests.e2e.test_reminders import (
+    DELAY,
+    ReminderProcess,
+    declare_requests_queue,
+    new_incident,
+    reminder_state,
+    requests_for,
+)
+
+
+def restart_rabbitmq() -> None:
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+
+
+def restart_postgres() -> None:
+    cluster = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+        check=True,
+        timeout=120,
+    )
+
+
+def require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        message = f"{tool} is needed to restart the local server"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.parametrize(
+    ("tool", "restart", "pause"),
+    [
+        # While the follow-ups wait in the delay queues.
+        pytest.param("rabbitmqctl", restart_rabbitmq, 1.0, id="rabbitmq"),
+        # Just as they fall due, so firing meets a database that is away.
+        pytest.param("pg_ctlcluster", restart_postgres, DELAY - 0.5, id="postgres"),
+    ],
+)
+async def test_reminders_survive_a_server_restart(
+    tool: str,
+    restart: Callable[[], None],
+    pause: float,
+    isolated_rabbitmq_url: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    require(tool)
+    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
+    service.start()
+    try:
+        # The notifier's queue must exist before requests are published into it.
+        connection = await aio_pika.connect(isolated_rabbitmq_url)
+        await declare_requests_queue(await connection.channel())
+        await connection.close()
+        events = [await new_incident(database_url) for _ in range(5)]
+        await publish(isolated_rabbitmq_url, *events)
+        deadline = time.monotonic() + 10
+        for event in events:
+            while await reminder_state(database_url, event.incident_id) != "scheduled":
+                assert time.monotonic() < deadline, "reminders were not scheduled"
+                time.sleep(0.2)
+        time.sleep(pause)
+        restart()
+        connection = await connect_when_back(isolated_rabbitmq_url)
+        try:
+            queue = await declare_requests_queue(await connection.channel())
+            arrived = await requests_for(queue, wait=DELAY + 25)
+        finally:
+            await connection.close()
+    finally:
+        service.kill(signal.SIGTERM)
+    for event in events:
+        assert arrived.count(str(event.incident_id)) == 1, arrived
+        assert await reminder_state(database_url, event.incident_id) == "requested"
+
+
+async def connect_when_back(url: str) -> aio_pika.abc.AbstractConnection:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return await aio_pika.connect(url)
+        except (OSError, aio_pika.exceptions.AMQPError):
+            assert time.monotonic() < deadline, "broker did not come back"
+            time.sleep(0.5)

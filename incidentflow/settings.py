@@ -33,14 +33,18 @@ class CommonSettings(BaseSettings):
     migrate_on_start: bool = Field(True, validation_alias=_unprefixed("MIGRATE_ON_START"))
 
 
-def env_names(settings_class: type[BaseSettings]) -> dict[str, str]:
-    """Environment variable → field name, for documentation and its test."""
+def env_names(settings_class: type[BaseSettings], *, every_alias: bool = False) -> dict[str, str]:
+    """Environment variable → field name: the documented name of each setting, or with
+    ``every_alias`` every name a setting is also read from."""
     prefix = str(settings_class.model_config.get("env_prefix", ""))
     names: dict[str, str] = {}
     for name, field in settings_class.model_fields.items():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
-            names[str(alias.choices[0])] = name
+            for choice in alias.choices if every_alias else alias.choices[:1]:
+                names[str(choice).upper()] = name
+        elif isinstance(alias, str):
+            names[alias.upper()] = name
         else:
             names[(prefix + name).upper()] = name
     return names

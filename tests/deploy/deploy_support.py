@@ -190,9 +190,7 @@ def dockerfile() -> tuple[dict[str, Any], ...]:
 @functools.cache
 def settings_env_names() -> frozenset[str]:
     """Every environment variable name some incidentflow settings class reads."""
-    from pydantic import AliasChoices
-
-    from incidentflow.settings import CommonSettings
+    from incidentflow.settings import CommonSettings, env_names
     from services.classifier.settings import ClassifierSettings
     from services.ingest.settings import IngestSettings
     from services.notifier.settings import NotifierSettings
@@ -210,13 +208,5 @@ def settings_env_names() -> frozenset[str]:
         NotifierSettings,
         ReminderSettings,
     ):
-        prefix = cls.model_config.get("env_prefix", "")
-        for field_name, field in cls.model_fields.items():
-            alias = field.validation_alias
-            if isinstance(alias, AliasChoices):
-                names.update(str(choice).upper() for choice in alias.choices)
-            elif isinstance(alias, str):
-                names.add(alias.upper())
-            else:
-                names.add(f"{prefix}{field_name}".upper())
+        names.update(env_names(cls, every_alias=True))
     return frozenset(names)

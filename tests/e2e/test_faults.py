@@ -9,10 +9,10 @@ import time
 import asyncpg
 import httpx
 
-from contracts.events import IncidentTicketed
+from contracts.events import IncidentTicketed, ReminderRequested
 from incidentflow.stack import REPO_ROOT, Stack
 from tests.conftest import free_port
-from tests.e2e.conftest import publish, read_inbox, submit
+from tests.e2e.conftest import incident, publish, read_inbox, submit, wait_until
 
 
 async def test_redelivered_ticketed_event_sends_nothing_twice(
@@ -107,3 +107,26 @@ async def test_ingest_accepts_while_the_broker_is_unreachable(
             break
         assert time.monotonic() < deadline, "accepted incident was never processed"
         time.sleep(0.3)
+
+
+async def test_a_reminder_request_delivered_again_sends_no_second_email(
+    stack: Stack, rabbitmq_url: str, database_url: str
+) -> None:
+    created = submit(stack, "My refund is still missing, please follow up").json()
+    wait_until(lambda: incident(stack, created["incident_id"])["reminder_sent"], 20)
+    conn = await asyncpg.connect(database_url)
+    try:
+        payload = await conn.fetchval(
+            """
+            SELECT payload FROM audit_events
+            WHERE incident_id = $1 AND service = 'notifier' AND event_name = 'reminder.requested'
+            """,
+            created["incident_id"],
+        )
+    finally:
+        await conn.close()
+    request = ReminderRequested.model_validate_json(payload)
+    await publish(rabbitmq_url, request, request, request)
+    time.sleep(2)
+    subject = f"Support Ticket #{created['ticket_id']} - Follow-up: Still Open"
+    assert [m["Subject"] for m in read_inbox(stack.mail_dir)].count(subject) == 1

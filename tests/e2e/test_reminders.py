@@ -78,8 +78,13 @@ async def requests_queue(isolated_rabbitmq_url: str) -> AsyncIterator[aio_pika.a
 
 
 async def requests_for(queue: aio_pika.abc.AbstractQueue, wait: float) -> list[str]:
-    """Incident ids of the reminder requests that arrive within ``wait`` seconds."""
-    found: list[str] = []
+    """Incident ids of the distinct reminder requests that arrive within ``wait`` seconds.
+
+    Delivery is at least once: when the sweep and the delayed message race, the same request
+    (same event_id) may be published twice, and notifier's claim sends it once. A second
+    *distinct* request for one reminder would be a real duplicate, and is counted.
+    """
+    found: dict[uuid.UUID, str] = {}
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         message = await queue.get(fail=False)
@@ -87,8 +92,9 @@ async def requests_for(queue: aio_pika.abc.AbstractQueue, wait: float) -> list[s
             time.sleep(0.2)
             continue
         await message.ack()
-        found.append(str(ReminderRequested.model_validate_json(message.body).incident_id))
-    return found
+        request = ReminderRequested.model_validate_json(message.body)
+        found[request.event_id] = str(request.incident_id)
+    return list(found.values())
 
 
 async def new_incident(database_url: str) -> IncidentTicketed:

@@ -175,9 +175,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             phone=body.phone,
             created_at=datetime.now(UTC),
         )
-        acknowledged = waiters.register(event.incident_id)
         async with pool().acquire() as conn, conn.transaction():
             await store.record_incident(conn, event)
+        # Registered before the relay is woken, so the acknowledgement cannot come first;
+        # after the commit, so a failed insert leaves no waiter behind.
+        acknowledged = waiters.register(event.incident_id)
         state["relay"].wake()
         log.info(
             "incident received",

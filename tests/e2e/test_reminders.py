@@ -114,6 +114,15 @@ async def reminder_state(database_url: str, incident_id: uuid.UUID) -> str | Non
         await conn.close()
 
 
+async def wait_scheduled(database_url: str, *events: IncidentTicketed) -> None:
+    """Until the reminder service has recorded each incident's follow-up (10 s at most)."""
+    deadline = time.monotonic() + 10
+    for event in events:
+        while await reminder_state(database_url, event.incident_id) != "scheduled":
+            assert time.monotonic() < deadline, "reminders were not scheduled"
+            time.sleep(0.2)
+
+
 async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_twice(
     isolated_rabbitmq_url: str,
     database_url: str,
@@ -124,10 +133,7 @@ async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_t
     service.start()
     event = await new_incident(database_url)
     await publish(isolated_rabbitmq_url, event)
-    deadline = time.monotonic() + 10
-    while await reminder_state(database_url, event.incident_id) != "scheduled":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    await wait_scheduled(database_url, event)
     service.kill(signal.SIGKILL)  # while the follow-up waits in the delay queues
     time.sleep(DELAY + 1)  # it falls due while nobody listens
     service.start()
@@ -227,10 +233,7 @@ async def test_fire_now_brings_a_day_away_reminder_forward(
     try:
         event = await new_incident(database_url)
         await publish(isolated_rabbitmq_url, event)
-        deadline = time.monotonic() + 10
-        while await reminder_state(database_url, event.incident_id) != "scheduled":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        await wait_scheduled(database_url, event)
         output = subprocess.run(
             [
                 sys.executable,

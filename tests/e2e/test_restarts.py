@@ -25,6 +25,7 @@ from tests.e2e.test_reminders import (
     new_incident,
     reminder_state,
     requests_for,
+    wait_scheduled,
 )
 
 
@@ -77,11 +78,7 @@ async def test_reminders_survive_a_server_restart(
         await connection.close()
         events = [await new_incident(database_url) for _ in range(5)]
         await publish(isolated_rabbitmq_url, *events)
-        deadline = time.monotonic() + 10
-        for event in events:
-            while await reminder_state(database_url, event.incident_id) != "scheduled":
-                assert time.monotonic() < deadline, "reminders were not scheduled"
-                time.sleep(0.2)
+        await wait_scheduled(database_url, *events)
         time.sleep(pause)
         restart()
         connection = await connect_when_back(isolated_rabbitmq_url)

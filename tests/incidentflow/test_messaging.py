@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import aio_pika
@@ -41,6 +41,13 @@ async def broker(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
         yield broker
     finally:
         await broker.stop()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Poll ``condition`` until it holds or ``seconds`` pass (the assertion after says which)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
 
 
 async def drain(rabbitmq_url: str, queue: str, timeout: float) -> list[AbstractIncomingMessage]:
@@ -122,9 +129,7 @@ async def test_a_failing_handler_is_retried_and_then_succeeds(
 
     await broker.start()
     await publish_event(broker, ProbeEvent(incident_id=uuid.uuid4(), note="hello"))
-    deadline = time.monotonic() + 10
-    while len(attempts) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await until(lambda: len(attempts) >= 2)
     assert attempts == ["hello", "hello"]
     assert await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1) == []
 
@@ -155,8 +160,6 @@ async def test_an_event_our_own_code_cannot_build_is_retried_not_dead_lettered(
 
     await broker.start()
     await publish_event(broker, ProbeEvent(incident_id=uuid.uuid4(), note="again"))
-    deadline = time.monotonic() + 10
-    while len(attempts) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await until(lambda: len(attempts) >= 2)
     assert attempts == ["again", "again"]
     assert await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1) == []

@@ -30,6 +30,7 @@ class ServiceRuntime:
         self.settings = settings
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
         self._pool: asyncpg.Pool | None = None
+        self._consuming = False
         # Run once connected, before any subscriber consumes: topology the handlers publish to.
         self.on_connected: list[Hook] = []
         self.on_started: list[Hook] = []
@@ -56,6 +57,7 @@ class ServiceRuntime:
         try:
             yield
         finally:
+            self._consuming = False
             for hook in self.on_stopping:
                 await hook()
             await self._pool.close()
@@ -63,8 +65,8 @@ class ServiceRuntime:
             log.info("service stopped", extra={"event": "stop"})
 
     async def ready(self) -> bool:
-        """Ready means the broker and the database both answer."""
-        if self._pool is None or not await self.broker.ping(timeout=2):
+        """Ready means consuming (queues declared and bound), and broker and database answer."""
+        if not self._consuming or self._pool is None or not await self.broker.ping(timeout=2):
             return False
         try:
             async with self._pool.acquire(timeout=2) as conn:
@@ -91,6 +93,9 @@ class ServiceRuntime:
             )
 
         async def after_startup() -> None:
+            # The broker has started: every subscriber's queue is declared and bound, so an
+            # event published from now on reaches this service.
+            self._consuming = True
             for hook in self.on_started:
                 await hook()
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test install services migrate lint fmt bench-classifier bench-sentiment bench-reminders
+.PHONY: up down logs test install services migrate lint fmt bench-classifier bench-sentiment bench-reminders chaos
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -59,3 +59,9 @@ bench-sentiment: install
 COUNT ?= 1000000
 bench-reminders: install services
 	$(WITH_SERVICES) $(PY) scripts/bench_reminders.py --count $(COUNT)
+
+N ?= 5000
+RATE ?= 50
+# Kills every service once and restarts the local RabbitMQ and Postgres: not while tests run.
+chaos: install services
+	$(WITH_SERVICES) $(PY) scripts/chaos.py --count $(N) --rate $(RATE)

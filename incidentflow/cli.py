@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from contracts.events import CATEGORIES, Category
+from incidentflow.dlq_cli import dlq_app
 from incidentflow.settings import CommonSettings
+from services.ingest.keys import api_key_app
 
 if TYPE_CHECKING:
     import asyncpg
@@ -46,17 +48,9 @@ def migrate() -> None:
 def topology() -> None:
     """Declare the RabbitMQ topology (exchanges, queues, DLQs, delay levels) and print it."""
     from contracts.topology import DEAD_LETTERS, EVENTS, WORK_ROUTES, DelayLevels
-    from incidentflow.messaging import declare_topology, make_broker
+    from incidentflow.messaging import declare_all
 
-    async def declare() -> None:
-        broker = make_broker(_settings().rabbitmq_url, prefetch=1)
-        await broker.connect()
-        try:
-            await declare_topology(broker, WORK_ROUTES)
-        finally:
-            await broker.stop()
-
-    asyncio.run(declare())
+    asyncio.run(declare_all(_settings().rabbitmq_url))
     typer.echo(f"exchange {EVENTS.name} (topic)")
     for route in WORK_ROUTES:
         typer.echo(
@@ -403,6 +397,8 @@ def reminders_fire_now(incident_id: uuid.UUID) -> None:
 
 incident_app = typer.Typer(help="Look at incidents.")
 app.add_typer(incident_app, name="incident")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(api_key_app, name="api-key")
 
 
 @incident_app.command("show")

@@ -1,4 +1,4 @@
-"""Structured JSON logs, one line per event; callers pass incident_id, never email or phone."""
+"""Structured JSON logs, one line per event, with emails and phone numbers masked."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
+
+from incidentflow.privacy import MaskPersonalData
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -17,10 +19,17 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             static_fields={"service": service},
         )
     )
+    # On the handler, not the root logger: a logger's filters skip records propagated from
+    # its children, a handler's see every record it writes.
+    handler.addFilter(MaskPersonalData())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Per-message INFO lines from FastStream duplicate our own event logs.
-    logging.getLogger("faststream").setLevel(logging.WARNING)
+    faststream = logging.getLogger("faststream")
+    faststream.setLevel(logging.WARNING)
+    # FastStream gives its logger a plain stderr handler of its own: route it through ours.
+    faststream.handlers[:] = []
+    faststream.propagate = True
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)

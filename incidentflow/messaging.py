@@ -2,7 +2,8 @@
 
 - publisher confirms, persistent messages, unroutable messages raise (not silently dropped);
 - bounded prefetch;
-- a message whose payload does not match its contract goes straight to its dead-letter queue;
+- a message whose payload does not match its contract goes straight to its dead-letter queue,
+  with the validation error in its x-incidentflow-error header;
 - any other failure is retried after a back-off, and dead-lettered after DELIVERY_LIMIT tries.
 """
 
@@ -13,15 +14,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aio_pika import IncomingMessage
 from faststream import BaseMiddleware
-from faststream.exceptions import HandlerException, NackMessage, RejectMessage
+from faststream.exceptions import AckMessage, HandlerException, NackMessage, RejectMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 from pydantic import ValidationError
 
 from contracts.events import Event
-from contracts.topology import DEAD_LETTERS, EVENTS, DelayLevels, Route
+from contracts.topology import DEAD_LETTERS, EVENTS, WORK_ROUTES, DelayLevels, Route
+from incidentflow.privacy import mask_text
 
 log = logging.getLogger("incidentflow.messaging")
 
@@ -53,9 +56,72 @@ class DeliveryPolicy(BaseMiddleware):
                 "invalid payload, dead-lettered",
                 extra={"message_id": msg.message_id, "errors": exc.errors(include_url=False)},
             )
+            if await self._dead_letter_with_error(msg, exc):
+                raise AckMessage from exc
+            # The broker's own dead-lettering still keeps the message, only without the error.
             raise RejectMessage from exc
         except Exception as exc:
             raise await _retry_later(msg, exc) from exc
+
+    async def _dead_letter_with_error(self, msg: StreamMessage[Any], exc: ValidationError) -> bool:
+        """Put a copy carrying the validation error into the message's DLQ; True once the
+        broker confirmed it, so the original may be acked (a bare reject cannot carry why)."""
+        broker = self.context.get_local("broker")
+        queue = getattr(getattr(self.context.get_local("handler_"), "queue", None), "name", None)
+        raw = msg.raw_message
+        if (
+            not isinstance(broker, RabbitBroker)
+            or not queue
+            or not isinstance(raw, IncomingMessage)
+        ):
+            return False
+        headers = {
+            **(raw.headers or {}),
+            ERROR_HEADER: describe_validation_error(exc),
+            REASON_HEADER: INVALID_PAYLOAD,
+            QUEUE_HEADER: queue,
+        }
+        try:
+            await broker.publish(
+                raw.body,
+                exchange=DEAD_LETTERS,
+                routing_key=queue,  # the DLQ's binding key is its work queue's name
+                headers=headers,
+                persist=True,
+                mandatory=True,
+                message_id=raw.message_id,
+                message_type=raw.type,
+                content_type=raw.content_type,
+                content_encoding=raw.content_encoding,
+                correlation_id=raw.correlation_id,
+                timestamp=raw.timestamp,
+                timeout=10,
+            )
+        except Exception as publish_error:
+            log.warning(
+                "could not dead-letter with the error, rejecting instead",
+                extra={"message_id": msg.message_id, "error": repr(publish_error)},
+            )
+            return False
+        return True
+
+
+ERROR_HEADER = "x-incidentflow-error"
+REASON_HEADER = "x-incidentflow-reason"
+QUEUE_HEADER = "x-incidentflow-queue"
+INVALID_PAYLOAD = "invalid-payload"
+MAX_ERROR_LENGTH = 1000
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``field: message; …`` without the input values, masked and truncated: it travels in a
+    message header and is printed by ``incidentflow dlq show``."""
+    parts = [
+        f"{'.'.join(str(p) for p in error['loc']) or '(body)'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    text = mask_text("; ".join(parts))
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
 async def _retry_later(msg: StreamMessage[Any], exc: Exception) -> NackMessage:
@@ -85,6 +151,9 @@ def make_broker(url: str, prefetch: int, *, graceful_timeout: float = 20.0) -> R
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=(DeliveryPolicy,),
         graceful_timeout=graceful_timeout,
+        # Our logger instead of FastStream's own non-propagating one: its lines then go
+        # through the JSON handler and its PII masking (incidentflow.logs).
+        logger=logging.getLogger("incidentflow.broker"),
         log_level=logging.DEBUG,
     )
 
@@ -149,3 +218,13 @@ async def declare_topology(broker: RabbitBroker, routes: tuple[Route, ...]) -> N
         await queue.bind(source, routing_key=route.binding_key)
     await declare_routes(broker, routes)
     await declare_delay_levels(broker)
+
+
+async def declare_all(url: str) -> None:
+    """Declare the whole topology on the broker at ``url`` from a short-lived connection."""
+    broker = make_broker(url, prefetch=1)
+    await broker.connect()
+    try:
+        await declare_topology(broker, WORK_ROUTES)
+    finally:
+        await broker.stop()

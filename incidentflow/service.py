@@ -1,4 +1,5 @@
-"""What every FastStream service shares: its lifespan (migrations, pool) and health probes."""
+"""What every FastStream service shares: its lifespan (migrations, pool), health probes,
+metrics and tracing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ from contextlib import asynccontextmanager
 import asyncpg
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from contracts.topology import Route
 from incidentflow.db import create_pool, migrate
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import declare_routes, make_broker
+from incidentflow.metrics import instrument_broker_metrics, render_metrics
 from incidentflow.settings import CommonSettings
+from incidentflow.tracing import (
+    configure_tracing,
+    flush_spans,
+    install_log_filter,
+    instrument_broker,
+)
 
 log = logging.getLogger("incidentflow.service")
 
@@ -29,6 +38,9 @@ class ServiceRuntime:
         self.routes = routes
         self.settings = settings
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
+        # Tracing outermost, then metrics, around the delivery policy make_broker installs.
+        instrument_broker_metrics(self.broker, name)
+        instrument_broker(self.broker)
         self._pool: asyncpg.Pool | None = None
         self._consuming = False
         # Run once connected, before any subscriber consumes: topology the handlers publish to.
@@ -45,6 +57,8 @@ class ServiceRuntime:
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         configure_logging(self.name, self.settings.log_level)
+        install_log_filter()
+        configure_tracing(self.name, self.settings.otel_exporter_otlp_endpoint)
         if self.settings.migrate_on_start:
             await migrate(self.settings.database_url)
         self._pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
@@ -63,6 +77,7 @@ class ServiceRuntime:
             await self._pool.close()
             self._pool = None
             log.info("service stopped", extra={"event": "stop"})
+            flush_spans()
 
     async def ready(self) -> bool:
         """Ready means consuming (queues declared and bound), and broker and database answer."""
@@ -92,6 +107,11 @@ class ServiceRuntime:
                 b'{"status":"not ready"}', 503, headers={"content-type": "application/json"}
             )
 
+        @get(include_in_schema=False)
+        async def metrics(scope: object) -> AsgiResponse:
+            body = await render_metrics(self.broker, self.routes)
+            return AsgiResponse(body, 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
         async def after_startup() -> None:
             # The broker has started: every subscriber's queue is declared and bound, so an
             # event published from now on reaches this service.
@@ -103,5 +123,9 @@ class ServiceRuntime:
             self.broker,
             lifespan=self.lifespan,
             after_startup=[after_startup],
-            asgi_routes=[("/health/live", live), ("/health/ready", ready)],
+            asgi_routes=[
+                ("/health/live", live),
+                ("/health/ready", ready),
+                ("/metrics", metrics),
+            ],
         )

@@ -1,14 +1,30 @@
-"""Settings every service shares; each service extends this with its own prefixed class."""
+"""Settings every service shares; each service extends this with its own prefixed class.
+
+Values come from the environment, from ``<NAME>_FILE`` (a file holding the value) or from a
+file named like the variable in SECRETS_DIR, in that order of precedence; nothing else.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_DATABASE_URL = "postgresql://localhost:5432/incidentflow"
+# Where Docker (compose, swarm) mounts secrets; Kubernetes mounts wherever SECRETS_DIR says.
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 
 def _unprefixed(name: str) -> AliasChoices:
@@ -16,10 +32,78 @@ def _unprefixed(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
+class SecretFileSettingsSource(EnvSettingsSource):
+    """``<NAME>_FILE=/path``: setting NAME is the content of that file, for any setting.
+
+    The convention of the official Postgres and RabbitMQ images, so one secret mount works
+    for them and for us; the value never sits in the process environment.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        # Files are read up front: errors raised here reach the operator as they are, while
+        # pydantic-settings rewraps those of get_field_value into a generic message.
+        self._contents: dict[str, str] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            for _, env_name, _ in self._extract_field_info(field, field_name):
+                self._read(env_name)
+        return super().__call__()
+
+    def _read(self, env_name: str) -> None:
+        file_variable = self._apply_case_sensitive(f"{env_name}_FILE")
+        path = self.env_vars.get(file_variable)
+        if path is None:
+            return
+        if self.env_vars.get(env_name) is not None:
+            raise SettingsError(
+                f"{env_name.upper()} and {file_variable.upper()} are both set: set one"
+            )
+        try:
+            # Editors and `echo` add a final newline that is never part of a secret.
+            self._contents[env_name] = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"{file_variable.upper()}: cannot read {path}: {exc.strerror}"
+            ) from None
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        field_key = field_name
+        for field_key, env_name, value_is_complex in self._extract_field_info(field, field_name):
+            if env_name in self._contents:
+                return self._contents[env_name], field_key, value_is_complex
+        return None, field_key, False
+
+
+class _SecretsLocation(BaseSettings):
+    """SECRETS_DIR alone: it must be known before the other settings are read."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    secrets_dir: Path | None = Field(None, validation_alias="SECRETS_DIR")
+
+
+def secrets_dir() -> Path | None:
+    """SECRETS_DIR when set (it must then exist), else /run/secrets when it exists."""
+    configured = _SecretsLocation().secrets_dir
+    if configured is None:
+        return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
+    if not configured.is_dir():
+        raise SettingsError(f"SECRETS_DIR: {configured} is not a directory")
+    return configured
+
+
+def _default_credentials_refused(name: str, what: str) -> ValueError:
+    # Names the variable, never the value: the value may hold a password.
+    return ValueError(
+        f"ENV=production refuses {name} with {what}: set {name} (or {name}_FILE, or a file "
+        f"{name.lower()} in SECRETS_DIR) to credentials of this service's own user"
+    )
+
+
 class CommonSettings(BaseSettings):
     """Connection and runtime settings shared by all six services."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+    # Validation errors never echo input: a rejected URL may carry a password.
+    model_config = SettingsConfigDict(extra="ignore", env_file=None, hide_input_in_errors=True)
 
     env: Literal["development", "test", "production"] = Field(
         "development", validation_alias=_unprefixed("ENV")
@@ -31,6 +115,45 @@ class CommonSettings(BaseSettings):
     # Unacked messages per consumer; bounded so one slow step cannot hoard a queue.
     prefetch: int = Field(50, ge=1, le=1000)
     migrate_on_start: bool = Field(True, validation_alias=_unprefixed("MIGRATE_ON_START"))
+    # OTLP/HTTP collector base URL (the standard OpenTelemetry variable); unset: no export.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, validation_alias=_unprefixed("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    # Read by settings_customise_sources through secrets_dir(); a field so it is documented
+    # and shown like every other setting.
+    secrets_dir: Path | None = Field(
+        default_factory=secrets_dir, validation_alias=_unprefixed("SECRETS_DIR")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            SecretFileSettingsSource(settings_cls),
+            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir()),
+        )
+
+    @model_validator(mode="after")
+    def _refuse_default_credentials_in_production(self) -> Self:
+        if self.env != "production":
+            return self
+        broker = urlsplit(self.rabbitmq_url)
+        # No user or password means guest:guest to the AMQP client.
+        if not broker.password or "guest" in (broker.username, broker.password):
+            raise _default_credentials_refused(
+                "RABBITMQ_URL", "the default guest user or no password"
+            )
+        if not urlsplit(self.database_url).password:
+            raise _default_credentials_refused("DATABASE_URL", "no password")
+        return self
 
 
 def env_names(settings_class: type[BaseSettings], *, every_alias: bool = False) -> dict[str, str]:

@@ -21,7 +21,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
@@ -32,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from contracts.events import IncidentTicketed, ReminderRequested  # noqa: E402
 from contracts.topology import EVENTS, NOTIFIER_REMINDER  # noqa: E402
-from incidentflow.db import migrate  # noqa: E402
+from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
@@ -62,16 +61,15 @@ def broker_memory_mb() -> float:
     return total
 
 
-async def main(count: int, delay: int, publishers: int) -> None:
-    run = uuid.uuid4().hex[:8]
-    vhost = f"incidentflow-bench-{run}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True
-    )
-    amqp = urlunsplit(urlsplit(RABBITMQ_URL)._replace(path="/" + quote(vhost, safe="")))
-    database = urlunsplit(urlsplit(DATABASE_URL)._replace(path=f"/incidentflow_bench_{run}"))
-    await migrate(database)
+def main(count: int, delay: int, publishers: int) -> None:
+    with (
+        own_vhost(RABBITMQ_URL, "bench") as amqp,
+        own_database(DATABASE_URL, "bench") as database,
+    ):
+        asyncio.run(bench(amqp, database, count, delay, publishers))
+
+
+async def bench(amqp: str, database: str, count: int, delay: int, publishers: int) -> None:
     port = 18_765
     (REPO / "var").mkdir(exist_ok=True)
     log = (REPO / "var" / "bench-reminders.log").open("wb")
@@ -209,10 +207,6 @@ async def main(count: int, delay: int, publishers: int) -> None:
         service.send_signal(signal.SIGTERM)
         service.wait(30)
         await connection.close()
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
-        conn = await asyncpg.connect(urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres")))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(database).path[1:]}" WITH (FORCE)')
-        await conn.close()
 
     fired_once = len(fired)
     duplicates = sum(n - 1 for n in fired.values())
@@ -238,4 +232,4 @@ if __name__ == "__main__":
     parser.add_argument("--delay", type=int, default=10)
     parser.add_argument("--publishers", type=int, default=500)
     args = parser.parse_args()
-    asyncio.run(main(args.count, args.delay, args.publishers))
+    main(args.count, args.delay, args.publishers)

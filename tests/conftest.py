@@ -6,20 +6,19 @@ Docker engine runs. When none is reachable the run fails under CI=true and skips
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from incidentflow.db import migrate
+from incidentflow.sandbox import free_port, free_port_block, own_database, own_vhost
+
+__all__ = ["free_port", "free_port_block"]  # the tests import them from here
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
@@ -50,28 +49,6 @@ def docker_available() -> bool:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_block(size: int) -> int:
-    """A base port with ``size`` consecutive free ports after it."""
-    for _ in range(50):
-        base = free_port()
-        if base + size >= 65535:
-            continue
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free block of ports")
-
-
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """A broker URL on a vhost of this test run, so a running `make up` stack is untouched."""
@@ -95,24 +72,6 @@ def rabbitmq_url() -> Iterator[str]:
             container.stop()
 
 
-@contextmanager
-def own_vhost(url: str) -> Iterator[str]:
-    """``url`` on a new vhost (deleted afterwards) where the broker is local to rabbitmqctl."""
-    if not shutil.which("rabbitmqctl") or urlsplit(url).hostname not in ("localhost", "127.0.0.1"):
-        yield url
-        return
-    vhost = f"incidentflow-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-    )
-    try:
-        yield urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh, migrated database for this test run."""
@@ -125,23 +84,12 @@ def database_url() -> Iterator[str]:
 
         container = PostgresContainer("postgres:16-alpine").start()
         base = container.get_connection_url(driver=None)
-    url = urlunsplit(urlsplit(base)._replace(path=f"/incidentflow_test_{uuid.uuid4().hex[:8]}"))
-    asyncio.run(migrate(url))
     try:
-        yield url
+        with own_database(base) as url:
+            yield url
     finally:
-        asyncio.run(drop_database(url))
         if container is not None:
             container.stop()
-
-
-async def drop_database(url: str) -> None:
-    parts = urlsplit(url)
-    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from contracts.events import IncidentClassified, IncidentScored, derived_event_i
 from contracts.topology import CLASSIFIER_SCORED
 from incidentflow.audit import record_handled
 from incidentflow.messaging import publish_event
+from incidentflow.metrics import record_classification
 from incidentflow.service import ServiceRuntime
 from services.classifier import store
 from services.classifier.classify import Classifier
@@ -33,6 +34,8 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
             needs_review=needs_review,
         )
         await publish_event(runtime.broker, classified)
+        # Observability: counted once the classification is published, as the pipeline sees it.
+        record_classification(result.category, result.model, result.confidence)
         log.info(
             "incident classified",
             extra={

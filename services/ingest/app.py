@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -20,16 +21,25 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from contracts.events import Category, IncidentAcknowledged, IncidentReceived
 from contracts.topology import EVENTS, acknowledgement_queue
 from incidentflow.db import create_pool, migrate
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import make_broker
+from incidentflow.metrics import instrument_ingest
+from incidentflow.tracing import current_trace_carrier
 from services.ingest import store
+from services.ingest.auth import Authenticator, Principal, require
+from services.ingest.bodylimit import RequestBodyGuard
+from services.ingest.deadletters import dead_letter_counts
+from services.ingest.keys import Scope
+from services.ingest.ratelimit import MovingWindow
 from services.ingest.relay import OutboxRelay
 from services.ingest.schemas import (
     CorrectionRequest,
@@ -38,8 +48,11 @@ from services.ingest.schemas import (
     IncidentRequest,
     IncidentState,
     IncidentSummary,
+    Problem,
     Stats,
     StatusChange,
+    ValidationProblem,
+    storable_text,
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.waiters import Waiters
@@ -48,6 +61,51 @@ log = logging.getLogger("incidentflow.ingest")
 
 PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 RETRY_AFTER_SECONDS = "5"
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+# Documented on every operation, so clients (and schemathesis) know every answer they can get.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No credential, or not a valid one"},
+    403: {"model": Problem, "description": "The credential lacks the scope named"},
+    413: {"model": Problem, "description": "Request body larger than INGEST_MAX_BODY_BYTES"},
+    422: {"model": ValidationProblem, "description": "Invalid input: each field and the reason"},
+    429: {"model": Problem, "description": "Rate limit reached", "headers": _RETRY_AFTER},
+    503: {"model": Problem, "description": "Try again later", "headers": _RETRY_AFTER},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such incident"}
+}
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def fingerprint(message: str) -> str:
+    """The same report whatever its case and spacing: what duplicate detection compares."""
+    return hashlib.sha256(" ".join(message.casefold().split()).encode()).hexdigest()
+
+
+def _printable(value: object) -> str | int:
+    if isinstance(value, int):
+        return value
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [_printable(part) for part in error["loc"]],
+            "msg": _printable(error["msg"]),
+            "type": error["type"],
+        }
+        for error in exc.errors()
+    ]
+
+
+def too_many(retry_after: int, what: str) -> HTTPException:
+    return HTTPException(
+        429,
+        f"rate limit of {what} reached, retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def wait_window(prefer: str | None, settings: IngestSettings) -> float:
@@ -86,6 +144,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     broker = make_broker(settings.rabbitmq_url, settings.prefetch)
     waiters = Waiters()
     instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    per_caller = MovingWindow(settings.rate_limit_per_key)
+    per_customer = MovingWindow(settings.rate_limit_per_customer)
 
     @broker.subscriber(acknowledgement_queue(instance), EVENTS)
     async def on_acknowledged(event: IncidentAcknowledged) -> None:
@@ -106,6 +166,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging("ingest", settings.log_level)
+        if not settings.auth_enabled:
+            log.warning("no INGEST_API_KEYS and no INGEST_JWT_ISSUER: the API is open")
         if settings.migrate_on_start:
             await migrate(settings.database_url)
         pool = await create_pool(settings.database_url, settings.db_pool_size)
@@ -128,12 +190,54 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="incidentflow ingest",
         version="1.0.0",
-        description="Customer messages in; scored, classified, ticketed, acknowledged out.",
+        description=(
+            "Customer messages in; scored, classified, ticketed, acknowledged out. "
+            "Scope `submit` creates incidents, scope `operate` reads and changes them."
+        ),
         lifespan=lifespan,
     )
+    app.state.authenticator = Authenticator(settings)
+    app.add_middleware(RequestBodyGuard, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Idempotency-Key",
+                "Prefer",
+            ],
+            expose_headers=["Location", "Retry-After"],
+        )
 
     def pool() -> asyncpg.Pool:
         return state["pool"]
+
+    def relay() -> OutboxRelay:
+        return state["relay"]  # type: ignore[no-any-return]
+
+    def caller(scope: Scope) -> Any:
+        authorised = Depends(require(scope))
+
+        async def within_rate(principal: Principal = authorised) -> Principal:
+            retry_after = per_caller.hit(principal.rate_key)
+            if retry_after is not None:
+                raise too_many(retry_after, settings.rate_limit_per_key + " per caller")
+            return principal
+
+        return Depends(within_rate)
+
+    submitter = caller("submit")
+    operator = caller("operate")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Field and reason only: echoing the input back could echo text that is not even
+        # encodable (a lone surrogate made FastAPI's own handler fail with a 500).
+        return JSONResponse({"detail": validation_details(exc)}, status_code=422)
 
     @app.exception_handler(asyncpg.PostgresError)
     @app.exception_handler(OSError)
@@ -149,12 +253,30 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         "/api/incidents",
         status_code=201,
         response_model=IncidentCreated,
-        responses={202: {"model": IncidentCreated, "description": "Accepted, still processing"}},
+        response_model_exclude_unset=True,
+        responses={
+            200: {
+                "model": IncidentCreated,
+                "description": "Already reported (linked to that incident) or a repeated "
+                "Idempotency-Key",
+            },
+            202: {"model": IncidentCreated, "description": "Accepted, still processing"},
+            **ERROR_RESPONSES,
+        },
     )
     async def create_incident(
         body: IncidentRequest,
         response: Response,
+        principal: Principal = submitter,  # a local: Annotated[] would not resolve it
         prefer: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                pattern=IDEMPOTENCY_KEY.pattern,
+                description="Repeat a POST safely: the same key answers with the same incident",
+            ),
+        ] = None,
     ) -> IncidentCreated:
         if len(body.message) > settings.max_message_length:
             raise RequestValidationError(
@@ -166,6 +288,17 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                     }
                 ]
             )
+        if relay().refused:
+            # The broker refuses events (a full queue): storing more would only grow a
+            # backlog nobody can drain. The caller keeps the message and retries.
+            raise HTTPException(
+                503,
+                "the pipeline is full and refuses new incidents; nothing was stored, try again",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        retry_after = per_customer.hit(body.customer_id)
+        if retry_after is not None:
+            raise too_many(retry_after, settings.rate_limit_per_customer + " per customer")
         event = IncidentReceived(
             incident_id=uuid.uuid4(),
             customer_id=body.customer_id,
@@ -174,35 +307,101 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             email=str(body.email),
             phone=body.phone,
             created_at=datetime.now(UTC),
+            # The request's trace, kept with the outbox row so the relay's publish continues it.
+            trace=current_trace_carrier(),
         )
+        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        outcome: store.IdempotentOutcome | None = None
         async with pool().acquire() as conn, conn.transaction():
-            await store.record_incident(conn, event)
-        # Registered before the relay is woken, so the acknowledgement cannot come first;
-        # after the commit, so a failed insert leaves no waiter behind.
-        acknowledged = waiters.register(event.incident_id)
-        state["relay"].wake()
-        log.info(
-            "incident received",
-            extra={"incident_id": str(event.incident_id), "channel": event.channel},
-        )
-        await waiters.wait(event.incident_id, acknowledged, wait_window(prefer, settings))
+            if idempotency_key is not None:
+                await store.lock(conn, f"idempotency:{principal.name}:{idempotency_key}")
+                outcome = await store.idempotent_outcome(conn, principal.name, idempotency_key)
+                if outcome is not None and outcome.request_hash != request_hash:
+                    raise RequestValidationError(
+                        [
+                            {
+                                "loc": ("header", "Idempotency-Key"),
+                                "msg": "this Idempotency-Key was used with a different "
+                                "request body",
+                                "type": "idempotency_key_reused",
+                            }
+                        ]
+                    )
+            replayed = outcome is not None
+            if outcome is None:
+                outcome = await record_report(conn, event, request_hash)
+                if idempotency_key is not None:
+                    await store.remember_outcome(conn, principal.name, idempotency_key, outcome)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        elif not outcome.duplicate:
+            # Registered before the relay is woken, so the acknowledgement cannot come first;
+            # after the commit, so a failed insert leaves no waiter behind.
+            acknowledged = waiters.register(event.incident_id)
+            relay().wake()
+            log.info(
+                "incident received",
+                extra={"incident_id": str(event.incident_id), "channel": event.channel},
+            )
+            await waiters.wait(event.incident_id, acknowledged, wait_window(prefer, settings))
+        else:
+            log.info(
+                "repeat report linked",
+                extra={"incident_id": str(outcome.incident_id), "channel": event.channel},
+            )
+        return await created_response(outcome, response)
+
+    async def record_report(
+        conn: asyncpg.Connection, event: IncidentReceived, request_hash: str
+    ) -> store.IdempotentOutcome:
+        """A new incident, or the repeat of the customer's open one linked to it."""
+        message_fingerprint = fingerprint(event.message)
+        existing = None
+        if settings.duplicate_window_seconds:
+            # One customer's reports one at a time: two identical ones racing stay one incident.
+            await store.lock(conn, f"customer:{event.customer_id}")
+            existing = await store.open_duplicate(
+                conn, event.customer_id, message_fingerprint, settings.duplicate_window_seconds
+            )
+        if existing is not None:
+            await store.record_repeat_report(conn, existing, event)
+            return store.IdempotentOutcome(request_hash, existing, duplicate=True)
+        await store.record_incident(conn, event, message_fingerprint)
+        return store.IdempotentOutcome(request_hash, event.incident_id, duplicate=False)
+
+    async def created_response(
+        outcome: store.IdempotentOutcome, response: Response
+    ) -> IncidentCreated:
         async with pool().acquire() as conn:
-            details = await store.incident_details(conn, event.incident_id)
+            details = await store.incident_details(conn, outcome.incident_id)
         assert details is not None
         channels = [n["channel"] for n in details["notifications"] if n["kind"] == "ack"]
-        if details["acknowledged_at"] is None:
+        message = summary_message(details, channels)
+        if outcome.duplicate:
+            response.status_code = 200
+            message = "Already reported: linked to your open incident. " + message
+        elif details["acknowledged_at"] is None:
             response.status_code = 202
-            response.headers["Location"] = f"/api/incidents/{event.incident_id}"
-        return IncidentCreated(
-            incident_id=event.incident_id,
-            ticket_id=details["ticket_id"],
-            status=details["status"],
-            classification=details["classification"],
-            confidence=details["confidence"],
-            message=summary_message(details, channels),
-        )
+            response.headers["Location"] = f"/api/incidents/{outcome.incident_id}"
+        fields: dict[str, Any] = {
+            "incident_id": outcome.incident_id,
+            "ticket_id": details["ticket_id"],
+            "status": details["status"],
+            "classification": details["classification"],
+            "confidence": details["confidence"],
+            "message": message,
+        }
+        if outcome.duplicate:
+            # Only here: a new incident answers with exactly the seed's fields.
+            fields |= {"duplicate": True, "duplicate_of": outcome.incident_id}
+        return IncidentCreated(**fields)
 
-    @app.get("/api/incidents/{incident_id}", response_model=IncidentState)
+    @app.get(
+        "/api/incidents/{incident_id}",
+        response_model=IncidentState,
+        responses={**ERROR_RESPONSES, **NOT_FOUND},
+        dependencies=[operator],
+    )
     async def get_incident(incident_id: uuid.UUID) -> dict[str, Any]:
         async with pool().acquire() as conn:
             details = await store.incident_details(conn, incident_id)
@@ -210,13 +409,20 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             raise HTTPException(404, f"incident {incident_id} not found")
         return details
 
-    @app.get("/api/incidents", response_model=IncidentPage)
+    @app.get(
+        "/api/incidents",
+        response_model=IncidentPage,
+        responses=ERROR_RESPONSES,
+        dependencies=[operator],
+    )
     async def list_incidents(
         status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
         category: Category | None = None,
-        customer_id: Annotated[str | None, Query(max_length=64)] = None,
+        customer_id: Annotated[
+            str | None, Query(max_length=64), AfterValidator(storable_text)
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> IncidentPage:
         after = decode_cursor(cursor) if cursor else None
         async with pool().acquire() as conn:
@@ -237,7 +443,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             items=[IncidentSummary.model_validate(r) for r in rows], next_cursor=next_cursor
         )
 
-    @app.patch("/api/incidents/{incident_id}", response_model=IncidentState)
+    @app.patch(
+        "/api/incidents/{incident_id}",
+        response_model=IncidentState,
+        responses={**ERROR_RESPONSES, **NOT_FOUND},
+        dependencies=[operator],
+    )
     async def change_status(incident_id: uuid.UUID, change: StatusChange) -> dict[str, Any]:
         async with pool().acquire() as conn, conn.transaction():
             if not await store.set_status(conn, incident_id, change.status):
@@ -250,7 +461,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         assert details is not None
         return details
 
-    @app.post("/api/incidents/{incident_id}/corrections", response_model=IncidentState)
+    @app.post(
+        "/api/incidents/{incident_id}/corrections",
+        response_model=IncidentState,
+        responses={**ERROR_RESPONSES, **NOT_FOUND},
+        dependencies=[operator],
+    )
     async def correct_category(
         incident_id: uuid.UUID, correction: CorrectionRequest
     ) -> dict[str, Any]:
@@ -267,10 +483,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         assert details is not None
         return details
 
-    @app.get("/api/stats", response_model=Stats)
+    @app.get("/api/stats", response_model=Stats, responses=ERROR_RESPONSES, dependencies=[operator])
     async def stats() -> dict[str, Any]:
         async with pool().acquire() as conn:
-            return await store.stats(conn)
+            counts = await store.stats(conn)
+        counts["dead_letters"] = await dead_letter_counts(settings.rabbitmq_url)
+        return counts
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
@@ -278,7 +496,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
-        ok = await broker.ping(timeout=2)
+        ok = await broker.ping(timeout=2) and relay().running
         try:
             async with pool().acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1")
@@ -286,6 +504,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             ok = False
         return JSONResponse({"status": "ready" if ok else "not ready"}, 200 if ok else 503)
 
+    # Last, so its middleware is outermost: it times and traces every answer.
+    instrument_ingest(app, broker, settings)
     return app
 
 

@@ -1,7 +1,8 @@
 """Publishes the outbox: every accepted incident's event reaches RabbitMQ, confirmed, eventually.
 
 The request only commits; this loop publishes. When the broker is down it keeps retrying,
-and ingest keeps accepting (202) meanwhile.
+and ingest keeps accepting (202) meanwhile. When the broker refuses events (a nack: a full
+queue), the relay says so, and ingest stops accepting until an event goes through again.
 """
 
 from __future__ import annotations
@@ -9,14 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
+from aiormq.exceptions import DeliveryError, PublishError
 from faststream.rabbit import RabbitBroker
+from pamqp.commands import Basic
 
 from contracts.topology import EVENTS
+from incidentflow.loops import survive_round
+from incidentflow.tracing import traced
 from services.ingest import store
 
 log = logging.getLogger("incidentflow.ingest.relay")
+
+
+def is_refusal(failure: BaseException) -> bool:
+    """A broker nack (a queue at x-max-length with reject-publish), not an outage or a return."""
+    return (
+        isinstance(failure, DeliveryError)
+        and not isinstance(failure, PublishError)
+        and isinstance(failure.frame, Basic.Nack)
+    )
 
 
 class OutboxRelay:
@@ -29,43 +44,78 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._refused_since: float | None = None
+
+    @property
+    def refused(self) -> bool:
+        """The broker refused the last events it was offered; none has gone through since."""
+        return self._refused_since is not None
 
     def wake(self) -> None:
         self._wake.set()
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many events went out."""
+        """Publish one batch; returns how many events went out, raises the first failure."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await store.pending_outbox(conn, self._batch_size)
             if not rows:
                 return 0
             # Concurrent publishes, confirms awaited together: one round trip per batch.
-            await asyncio.gather(
+            # Each outcome kept apart, so what the broker confirmed is marked even when
+            # some others failed (the rest would otherwise all go out twice).
+            outcomes = await asyncio.gather(
                 *(
-                    self._broker.publish(
-                        row["payload"],
-                        exchange=EVENTS,
-                        routing_key=row["routing_key"],
-                        persist=True,
-                        mandatory=True,
-                        message_id=str(row["event_id"]),
-                        message_type=row["routing_key"].rsplit(".", 1)[0],
-                        content_type="application/json",
-                        timeout=10,
+                    # Each under its incident's trace, stored with the row by the request.
+                    traced(
+                        row["payload"].get("trace", {}),
+                        self._broker.publish(
+                            row["payload"],
+                            exchange=EVENTS,
+                            routing_key=row["routing_key"],
+                            persist=True,
+                            mandatory=True,
+                            message_id=str(row["event_id"]),
+                            message_type=row["routing_key"].rsplit(".", 1)[0],
+                            content_type="application/json",
+                            timeout=10,
+                        ),
                     )
                     for row in rows
-                )
+                ),
+                return_exceptions=True,
             )
-            await store.mark_published(conn, [row["id"] for row in rows])
-        return len(rows)
+            confirmed = [
+                row["id"]
+                for row, outcome in zip(rows, outcomes, strict=True)
+                if not isinstance(outcome, BaseException)
+            ]
+            await store.mark_published(conn, confirmed)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        self._note_refusals(failures, confirmed=len(confirmed))
+        if failures:
+            raise failures[0]
+        return len(confirmed)
+
+    def _note_refusals(self, failures: list[BaseException], *, confirmed: int) -> None:
+        if any(is_refusal(f) for f in failures):
+            if self._refused_since is None:
+                self._refused_since = time.monotonic()
+                log.error("broker refuses events (queue full): ingest answers 503 meanwhile")
+        elif confirmed and self._refused_since is not None:
+            log.info(
+                "broker accepts events again",
+                extra={"refused_seconds": round(time.monotonic() - self._refused_since, 1)},
+            )
+            self._refused_since = None
 
     async def _run(self) -> None:
         while True:
-            try:
+            # Broker or database away, a confirm cancelled by a dropped connection: the rows
+            # stay in the outbox and the next round publishes them.
+            with survive_round(log, "outbox relay") as round_:
                 while await self.publish_pending() == self._batch_size:
                     pass
-            except Exception as exc:  # broker or database away: keep the rows, try again
-                log.warning("outbox relay failed, will retry", extra={"error": repr(exc)})
+            if round_.failed:
                 await asyncio.sleep(self._interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
@@ -73,6 +123,10 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         if self._task is not None:

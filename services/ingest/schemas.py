@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from contracts.events import Category, Channel, Sentiment
+from incidentflow.phone import to_e164
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-class IncidentRequest(BaseModel):
+def storable_text(value: Any) -> Any:
+    """Text Postgres can keep: no NUL character and no lone surrogate (neither is UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("must be valid Unicode (no lone surrogates)") from exc
+    return value
+
+
+class StorableModel(BaseModel):
+    """A request body whose every string can be stored as it came."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable_text(value)
+
+
+class IncidentRequest(StorableModel):
     """A customer's message, as the seed's curl examples send it."""
 
     # pydantic v2 never turns a number into a string: `"customer_id": 99876` is a 422.
@@ -25,9 +47,14 @@ class IncidentRequest(BaseModel):
     message: NonBlank
     channel: Channel
     email: EmailStr
-    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")] | None = Field(
-        None, description="E.164, e.g. +14155550123"
+    phone: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        None, description="International form, stored as E.164, e.g. +14155550123"
     )
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return None if value is None else to_e164(value)
 
 
 class IncidentCreated(BaseModel):
@@ -39,6 +66,12 @@ class IncidentCreated(BaseModel):
     classification: Category | None
     confidence: float | None
     message: str
+    duplicate: bool = Field(
+        False,
+        description="present and true only when the customer already reported this: "
+        "linked to that incident",
+    )
+    duplicate_of: uuid.UUID | None = Field(None, description="the incident this repeat joined")
 
 
 class Notification(BaseModel):
@@ -75,7 +108,7 @@ class Correction(BaseModel):
     created_at: datetime
 
 
-class CorrectionRequest(BaseModel):
+class CorrectionRequest(StorableModel):
     """An agent's verdict on the category; kept for audit and for retraining."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,6 +141,7 @@ class IncidentState(IncidentSummary):
     classifier_model: str | None
     ticket_fallback: bool | None
     reminder_sent: bool
+    repeat_reports: int = Field(0, description="times the customer reported it again")
     scored_at: datetime | None
     classified_at: datetime | None
     ticketed_at: datetime | None
@@ -139,3 +173,27 @@ class Stats(BaseModel):
     needs_review: int
     corrections: int
     notifications: dict[str, dict[str, int]]
+    notifications_by_status: dict[str, int]
+    notifications_retried: int = Field(description="notifications that took more than 1 attempt")
+    repeat_reports: int
+    dead_letters: dict[str, int] | None = Field(
+        description="messages in each dead-letter queue; null when the broker is unreachable"
+    )
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """422: every field that is wrong, and why."""
+
+    detail: list[ValidationIssue]
+
+
+class Problem(BaseModel):
+    """Any other error: what went wrong, in words."""
+
+    detail: str

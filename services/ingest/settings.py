@@ -1,9 +1,26 @@
 """Ingest settings (prefix INGEST_)."""
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Self
+
+from limits import parse
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from incidentflow.settings import CommonSettings
+from services.ingest.keys import ApiKey
+
+
+def _list_of_strings(value: Any) -> Any:
+    """A JSON list or a comma-separated list, as an operator would write either in an env file."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class IngestSettings(CommonSettings):
@@ -16,3 +33,51 @@ class IngestSettings(CommonSettings):
     # How often the outbox relay looks for events it has not published yet.
     relay_interval_seconds: float = Field(1.0, gt=0)
     relay_batch_size: int = Field(200, ge=1, le=5000)
+
+    # Entries `name:scope1+scope2:sha256hex` (`incidentflow api-key new` prints one); the keys
+    # themselves are never configured. None configured and no JWT issuer = open API (dev/test).
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    rate_limit_per_key: str = "600/minute"
+    rate_limit_per_customer: str = "20/minute"
+    max_body_bytes: int = Field(65536, ge=1024, le=10_000_000)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A customer repeating an open incident's message within this window is linked to it.
+    duplicate_window_seconds: int = Field(3600, ge=0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        items = _list_of_strings(value)
+        return [ApiKey.parse(i) if isinstance(i, str) else i for i in items]
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        return _list_of_strings(value)
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_customer")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        parse(value)  # ValueError on anything limits' notation does not accept
+        return value
+
+    @model_validator(mode="after")
+    def _auth_configured(self) -> Self:
+        jwt = (self.jwt_issuer, self.jwt_audience, self.jwt_jwks_url)
+        if any(jwt) and not all(jwt):
+            raise ValueError(
+                "INGEST_JWT_ISSUER, INGEST_JWT_AUDIENCE and INGEST_JWT_JWKS_URL go together"
+            )
+        if self.env == "production" and not self.auth_enabled:
+            raise ValueError(
+                "ENV=production needs INGEST_API_KEYS (or INGEST_JWT_ISSUER): "
+                "the ingest API must not run open"
+            )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys) or self.jwt_issuer is not None

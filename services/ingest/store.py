@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +12,15 @@ import asyncpg
 from contracts.events import IncidentReceived
 
 
-async def record_incident(conn: asyncpg.Connection, event: IncidentReceived) -> None:
+async def record_incident(
+    conn: asyncpg.Connection, event: IncidentReceived, fingerprint: str
+) -> None:
     """The incident row and its event, in the caller's transaction (the outbox pattern)."""
     await conn.execute(
         """
-        INSERT INTO incidents (id, customer_id, channel, message, email, phone, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO incidents
+            (id, customer_id, channel, message, email, phone, created_at, message_fingerprint)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         """,
         event.incident_id,
         event.customer_id,
@@ -25,6 +29,7 @@ async def record_incident(conn: asyncpg.Connection, event: IncidentReceived) -> 
         event.email,
         event.phone,
         event.created_at,
+        fingerprint,
     )
     await conn.execute(
         "INSERT INTO outbox (event_id, routing_key, payload) VALUES ($1, $2, $3)",
@@ -43,6 +48,92 @@ async def record_incident(conn: asyncpg.Connection, event: IncidentReceived) -> 
         event.incident_id,
         event.occurred_at,
         event.model_dump(mode="json"),
+    )
+
+
+async def lock(conn: asyncpg.Connection, name: str) -> None:
+    """Serialise transactions on ``name`` until the caller's transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+
+
+@dataclass(frozen=True)
+class IdempotentOutcome:
+    request_hash: str
+    incident_id: uuid.UUID
+    duplicate: bool
+
+
+async def idempotent_outcome(
+    conn: asyncpg.Connection, caller: str, key: str
+) -> IdempotentOutcome | None:
+    row = await conn.fetchrow(
+        "SELECT request_hash, incident_id, duplicate FROM idempotency_keys"
+        " WHERE caller = $1 AND key = $2",
+        caller,
+        key,
+    )
+    return IdempotentOutcome(**dict(row)) if row else None
+
+
+async def remember_outcome(
+    conn: asyncpg.Connection, caller: str, key: str, outcome: IdempotentOutcome
+) -> None:
+    await conn.execute(
+        "INSERT INTO idempotency_keys (caller, key, request_hash, incident_id, duplicate)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        caller,
+        key,
+        outcome.request_hash,
+        outcome.incident_id,
+        outcome.duplicate,
+    )
+
+
+async def open_duplicate(
+    conn: asyncpg.Connection, customer_id: str, fingerprint: str, window_seconds: int
+) -> uuid.UUID | None:
+    """The customer's open incident with the same message, reported within the window."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        SELECT id FROM incidents
+        WHERE customer_id = $1 AND message_fingerprint = $2 AND status = 'open'
+          AND created_at > now() - make_interval(secs => $3)
+        ORDER BY created_at DESC LIMIT 1
+        """,
+        customer_id,
+        fingerprint,
+        float(window_seconds),
+    )
+
+
+async def record_repeat_report(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, report: IncidentReceived
+) -> None:
+    """Keep what the customer wrote again, count it on the incident, and audit the link."""
+    await conn.execute(
+        """
+        INSERT INTO incident_reports (incident_id, customer_id, channel, message, email, phone)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        incident_id,
+        report.customer_id,
+        report.channel,
+        report.message,
+        report.email,
+        report.phone,
+    )
+    await conn.execute(
+        "UPDATE incidents SET repeat_reports = repeat_reports + 1 WHERE id = $1", incident_id
+    )
+    await conn.execute(
+        """
+        INSERT INTO audit_events
+            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+        VALUES ('ingest', 'incident.report_linked', gen_random_uuid(), $1, now(), $2,
+                'duplicate report linked')
+        """,
+        incident_id,
+        {"channel": report.channel, "received_at": report.created_at.isoformat()},
     )
 
 
@@ -65,7 +156,7 @@ async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
 INCIDENT_COLUMNS = """
     id AS incident_id, customer_id, channel, message, status, sentiment, polarity,
     classification, confidence, reason, classifier_model, needs_review, ticket_id,
-    ticket_fallback,
+    ticket_fallback, repeat_reports,
     reminder_sent, created_at, scored_at, classified_at, ticketed_at, acknowledged_at,
     resolved_at
 """
@@ -181,6 +272,9 @@ async def set_status(conn: asyncpg.Connection, incident_id: uuid.UUID, status: s
     return bool(updated)
 
 
+NOTIFICATION_STATUSES = ("queued", "sending", "sent", "failed", "logged")
+
+
 async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
     async def counts(column: str) -> dict[str, int]:
         rows = await conn.fetch(
@@ -190,10 +284,12 @@ async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
         return {r["key"]: r["n"] for r in rows}
 
     notifications: dict[str, dict[str, int]] = {}
+    by_status = dict.fromkeys(NOTIFICATION_STATUSES, 0)
     for row in await conn.fetch(
         "SELECT channel, status, count(*) AS n FROM notifications GROUP BY channel, status"
     ):
         notifications.setdefault(row["channel"], {})[row["status"]] = row["n"]
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
     return {
         "total": await conn.fetchval("SELECT count(*) FROM incidents"),
         "by_status": await counts("status"),
@@ -201,6 +297,11 @@ async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
         "by_sentiment": await counts("sentiment"),
         "reminders_sent": await conn.fetchval("SELECT count(*) FROM incidents WHERE reminder_sent"),
         "notifications": notifications,
+        "notifications_by_status": by_status,
+        "notifications_retried": await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE attempts > 1"
+        ),
+        "repeat_reports": await conn.fetchval("SELECT count(*) FROM incident_reports"),
         "needs_review": await conn.fetchval(
             "SELECT count(*) FROM incidents WHERE needs_review AND status = 'open'"
         ),

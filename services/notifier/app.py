@@ -4,8 +4,11 @@ from faststream.asgi import AsgiFastStream
 
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.service import ServiceRuntime
+from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
-from services.notifier.handlers import Notifier, register
+from services.notifier.adapters.twilio import LoggedTexts, TwilioTexts
+from services.notifier.handlers import register
+from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
 
 
@@ -19,9 +22,26 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         start_tls=settings.smtp_starttls,
         use_tls=settings.smtp_tls,
+        validate_certs=settings.smtp_validate_certs,
+        ca_file=settings.smtp_ca_file,
         timeout=settings.smtp_timeout_seconds,
+        max_concurrent=settings.max_concurrent_sends,
     )
-    register(runtime, Notifier(runtime, mailer, settings))
+    texts: TextSender = LoggedTexts()
+    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number:
+        twilio = TwilioTexts(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            from_number=settings.twilio_from_number,
+            whatsapp_from=settings.twilio_whatsapp_from,
+            base_url=settings.twilio_base_url,
+            timeout=settings.twilio_timeout_seconds,
+            max_concurrent=settings.max_concurrent_sends,
+        )
+        runtime.on_connected.append(twilio.open)
+        runtime.on_stopping.append(twilio.close)
+        texts = twilio
+    register(runtime, Notifier(lambda: runtime.pool, mailer, texts, settings))
     return runtime.asgi_app()
 
 

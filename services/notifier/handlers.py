@@ -3,77 +3,40 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
+
+from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.events import (
     IncidentAcknowledged,
     IncidentTicketed,
-    NotificationKind,
     ReminderRequested,
     derived_event_id,
 )
-from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
+from contracts.topology import DELIVERY_LIMIT, NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
 from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.notifier import store
-from services.notifier.adapters.smtp import SmtpMailer
-from services.notifier.compose import (
-    IncidentView,
-    channels_for,
-    email_message,
-    mask_email,
-    mask_phone,
-    text_message,
-)
-from services.notifier.settings import NotifierSettings
+from services.notifier.compose import IncidentView, channels_for
+from services.notifier.notify import Notifier
 
 log = logging.getLogger("incidentflow.notifier")
 
 
-class Notifier:
-    """Sends each (incident, channel, kind) notification at most once successfully."""
-
-    def __init__(self, runtime: ServiceRuntime, mailer: SmtpMailer, settings: NotifierSettings):
-        self.runtime = runtime
-        self.mailer = mailer
-        self.settings = settings
-
-    async def send_email(
-        self, view: IncidentView, kind: NotificationKind, to: str | None = None
-    ) -> None:
-        mail = email_message(
-            view, kind, self.settings.mail_from, self.settings.support_address, to=to
-        )
-        body = mail.get_content()
-        async with self.runtime.pool.acquire() as conn:
-            if not await store.claim(
-                conn, view.incident_id, "email", kind, mask_email(to or view.email), body
-            ):
-                return
-        try:
-            reply = await self.mailer.send(mail)
-        except Exception as exc:
-            async with self.runtime.pool.acquire() as conn:
-                await store.mark(
-                    conn, view.incident_id, "email", kind, "queued", error=repr(exc)[:500]
-                )
-            raise  # retried with back-off by the delivery policy, then dead-lettered
-        async with self.runtime.pool.acquire() as conn:
-            await store.mark(
-                conn, view.incident_id, "email", kind, "sent", provider_message_id=reply
-            )
-
-    async def log_text(self, view: IncidentView, channel: str, phone: str | None) -> None:
-        """SMS and WhatsApp are recorded as logged until a provider is configured."""
-        text = text_message(view)
-        async with self.runtime.pool.acquire() as conn:
-            if await store.claim(conn, view.incident_id, channel, "ack", mask_phone(phone), text):
-                await store.mark(conn, view.incident_id, channel, "ack", "logged")
+def is_last_delivery(headers: Mapping[str, Any] | None) -> bool:
+    """True on the delivery after which the queue dead-letters a failing message: the
+    quorum queue counts earlier failed deliveries in ``x-delivery-count`` and gives up once
+    it exceeds the limit, so the delivery that sees ``count == limit`` is the last."""
+    return int((headers or {}).get("x-delivery-count", 0) or 0) >= DELIVERY_LIMIT
 
 
 def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
+    rules = notifier.settings.channel_rules
+
     @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
-    async def on_incident_ticketed(event: IncidentTicketed) -> None:
+    async def on_incident_ticketed(event: IncidentTicketed, message: RabbitMessage) -> None:
         view = IncidentView(
             incident_id=event.incident_id,
             ticket_id=event.ticket_id,
@@ -82,12 +45,10 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             channel=event.channel,
             created_at=event.created_at,
         )
-        channels = channels_for(event.channel)
-        for channel in channels:
-            if channel == "email":
-                await notifier.send_email(view, "ack")
-            else:
-                await notifier.log_text(view, channel, event.phone)
+        channels = channels_for(event.channel, event.classification, rules)
+        reached = await notifier.acknowledge(
+            view, channels, event.phone, final=is_last_delivery(message.headers)
+        )
         async with runtime.pool.acquire() as conn, conn.transaction():
             await record_handled(conn, runtime.name, event)
             await store.mark_acknowledged(conn, event.incident_id)
@@ -95,27 +56,29 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             event_id=derived_event_id(event.incident_id, "acknowledged"),
             incident_id=event.incident_id,
             ticket_id=event.ticket_id,
-            channels=channels,
+            channels=reached,
             trace=event.trace,
         )
         await publish_event(runtime.broker, acknowledged)
         log.info("incident acknowledged", extra={"incident_id": str(event.incident_id)})
 
     @runtime.broker.subscriber(NOTIFIER_REMINDER.queue, NOTIFIER_REMINDER.source)
-    async def on_reminder_requested(event: ReminderRequested) -> None:
+    async def on_reminder_requested(event: ReminderRequested, message: RabbitMessage) -> None:
         async with runtime.pool.acquire() as conn:
             found = await store.incident_for_reminder(conn, event.incident_id)
         if found is None:
             raise LookupError(f"incident {event.incident_id} not found")
         status, view = found
+        final = is_last_delivery(message.headers)
         if status != "open":
             # Resolved after the reminder service looked: nobody needs chasing.
             state = "skipped"
         elif event.kind == "escalation":
-            await notifier.send_email(view, "escalation", to=notifier.settings.escalation_address)
+            to = notifier.settings.escalation_address
+            await notifier.send_email(view, "escalation", to=to, final=final)
             state = "sent"
         else:
-            await notifier.send_email(view, "reminder")
+            await notifier.send_email(view, "reminder", final=final)
             state = "sent"
         async with runtime.pool.acquire() as conn, conn.transaction():
             await record_handled(conn, runtime.name, event)

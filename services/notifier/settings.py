@@ -1,13 +1,26 @@
-"""Notifier settings (prefix NOTIFIER_; SMTP keeps the usual SMTP_* names)."""
+"""Notifier settings (prefix NOTIFIER_; SMTP and Twilio keep their usual unprefixed names)."""
 
-from pydantic import AliasChoices, Field, SecretStr
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from contracts.events import Category
+from incidentflow.phone import to_e164
 from incidentflow.settings import CommonSettings
+from services.notifier.compose import parse_address
+
+Channel = Literal["email", "sms", "whatsapp"]
 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, f"NOTIFIER_{name}")
+
+
+def _fraud_gets_an_sms() -> dict[Category, list[Channel]]:
+    return {"fraud_report": ["sms"]}
 
 
 class NotifierSettings(CommonSettings):
@@ -21,6 +34,8 @@ class NotifierSettings(CommonSettings):
     smtp_password: SecretStr | None = Field(None, validation_alias=_env("SMTP_PASSWORD"))
     smtp_starttls: bool = Field(False, validation_alias=_env("SMTP_STARTTLS"))
     smtp_tls: bool = Field(False, validation_alias=_env("SMTP_TLS"))
+    smtp_validate_certs: bool = Field(True, validation_alias=_env("SMTP_VALIDATE_CERTS"))
+    smtp_ca_file: FilePath | None = Field(None, validation_alias=_env("SMTP_CA_FILE"))
     smtp_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("SMTP_TIMEOUT_SECONDS"))
     mail_from: str = Field(
         "Customer Support <support@company.com>", validation_alias=_env("MAIL_FROM")
@@ -28,3 +43,45 @@ class NotifierSettings(CommonSettings):
     support_address: str = "support@company.com"
     # Where escalations of incidents left open go: the support team's own inbox.
     escalation_address: str = "support-team@company.com"
+
+    twilio_account_sid: str | None = Field(None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str | None = Field(None, validation_alias=_env("TWILIO_FROM_NUMBER"))
+    # A WhatsApp-enabled sender; the SMS number when unset.
+    twilio_whatsapp_from: str | None = Field(None, validation_alias=_env("TWILIO_WHATSAPP_FROM"))
+    twilio_base_url: str = Field("https://api.twilio.com", validation_alias=_env("TWILIO_BASE_URL"))
+    twilio_timeout_seconds: float = Field(
+        10.0, gt=0, validation_alias=_env("TWILIO_TIMEOUT_SECONDS")
+    )
+
+    # Channels every incident of a category gets on top of its own channel and email.
+    channel_rules: dict[Category, list[Channel]] = Field(default_factory=_fraud_gets_an_sms)
+    # How long a claimed notification is ours; longer than any one send can take.
+    send_lease_seconds: int = Field(60, ge=1, le=3600)
+    max_concurrent_sends: int = Field(10, ge=1, le=1000)
+
+    @field_validator("twilio_from_number", "twilio_whatsapp_from")
+    @classmethod
+    def _e164(cls, number: str | None) -> str | None:
+        return None if number is None else to_e164(number)
+
+    @field_validator("mail_from", "support_address", "escalation_address")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        parse_address(value)  # fail at start, not on every message
+        return value
+
+    @model_validator(mode="after")
+    def _twilio_complete(self) -> Self:
+        given = [self.twilio_account_sid is not None, self.twilio_auth_token is not None]
+        if any(given) and not all(given):
+            raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set together or not")
+        if all(given) and self.twilio_from_number is None:
+            raise ValueError("TWILIO_FROM_NUMBER is required when Twilio is configured")
+        if self.smtp_starttls and self.smtp_tls:
+            raise ValueError("SMTP_STARTTLS and SMTP_TLS exclude each other")
+        return self
+
+    @property
+    def twilio_configured(self) -> bool:
+        return self.twilio_account_sid is not None and self.twilio_auth_token is not None

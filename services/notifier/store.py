@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -12,60 +14,131 @@ from services.notifier.compose import IncidentView
 DELIVERED = ("sent", "logged")
 
 
+@dataclass(frozen=True)
+class Key:
+    incident_id: uuid.UUID
+    channel: str
+    kind: NotificationKind
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of trying to claim a notification for sending.
+
+    ``lease`` is set when this delivery owns the row: its lease_until, which also serves as
+    the claim's token (a later claim after expiry has another).
+    """
+
+    status: str
+    lease: datetime | None
+    retryable: bool = True
+
+    @property
+    def owned(self) -> bool:
+        return self.lease is not None
+
+
 async def claim(
-    conn: asyncpg.Connection,
-    incident_id: uuid.UUID,
-    channel: str,
-    kind: NotificationKind,
-    recipient: str | None,
-    message: str,
-) -> bool:
-    """True when this notification still has to go out (never delivered before)."""
-    await conn.execute(
+    conn: asyncpg.Connection, key: Key, recipient: str | None, message: str, lease_seconds: int
+) -> Claim:
+    """Atomically take the notification for sending when nobody delivered or holds it."""
+    lease = await conn.fetchval(
         """
-        INSERT INTO notifications (incident_id, channel, kind, recipient, message, status)
-        VALUES ($1, $2, $3, $4, $5, 'queued')
-        ON CONFLICT (incident_id, channel, kind) DO NOTHING
+        INSERT INTO notifications AS n
+            (incident_id, channel, kind, recipient, message, status, lease_until, attempts)
+        VALUES ($1, $2, $3, $4, $5, 'sending', now() + $6 * interval '1 second', 1)
+        ON CONFLICT (incident_id, channel, kind) DO UPDATE
+        SET status = 'sending', lease_until = EXCLUDED.lease_until, attempts = n.attempts + 1,
+            recipient = EXCLUDED.recipient, message = EXCLUDED.message
+        WHERE n.status = 'queued'
+           OR (n.status = 'failed' AND n.retryable)
+           OR (n.status = 'sending' AND n.lease_until < now())
+        RETURNING lease_until
         """,
-        incident_id,
-        channel,
-        kind,
+        key.incident_id,
+        key.channel,
+        key.kind,
         recipient,
         message,
+        lease_seconds,
     )
-    status = await conn.fetchval(
-        "SELECT status FROM notifications WHERE incident_id = $1 AND channel = $2 AND kind = $3",
-        incident_id,
-        channel,
-        kind,
+    if lease is not None:
+        return Claim("sending", lease)
+    row = await conn.fetchrow(
+        """
+        SELECT status, retryable FROM notifications
+        WHERE incident_id = $1 AND channel = $2 AND kind = $3
+        """,
+        key.incident_id,
+        key.channel,
+        key.kind,
     )
-    return status not in DELIVERED
+    # The row exists (the insert conflicted); it may have changed since, which only means
+    # the caller looks again on the next delivery.
+    return Claim(row["status"], None, row["retryable"])
 
 
-async def mark(
-    conn: asyncpg.Connection,
-    incident_id: uuid.UUID,
-    channel: str,
-    kind: NotificationKind,
-    status: str,
-    *,
-    provider_message_id: str | None = None,
-    error: str | None = None,
+async def record_delivered(
+    conn: asyncpg.Connection, key: Key, status: str, provider_message_id: str | None
 ) -> None:
+    # Whoever holds the row now, the provider took the message: that is the fact to keep.
     await conn.execute(
         """
         UPDATE notifications
-        SET status = $4, provider_message_id = COALESCE($5, provider_message_id),
-            last_error = $6, attempts = attempts + 1,
-            sent_at = CASE WHEN $4 IN ('sent', 'logged') THEN now() ELSE sent_at END
+        SET status = $4, provider_message_id = $5, last_error = NULL, lease_until = NULL,
+            sent_at = COALESCE(sent_at, now())
         WHERE incident_id = $1 AND channel = $2 AND kind = $3
         """,
-        incident_id,
-        channel,
-        kind,
+        key.incident_id,
+        key.channel,
+        key.kind,
         status,
         provider_message_id,
-        error,
+    )
+
+
+async def record_failure(
+    conn: asyncpg.Connection, key: Key, lease: datetime, error: str, *, retryable: bool, final: bool
+) -> None:
+    """A send of ours failed: back to ``queued`` for the next delivery, or ``failed`` when
+    no delivery will follow (the last one) or retrying cannot help."""
+    await conn.execute(
+        """
+        UPDATE notifications
+        SET status = CASE WHEN $6 OR NOT $5 THEN 'failed' ELSE 'queued' END,
+            retryable = $5, last_error = $4, lease_until = NULL
+        WHERE incident_id = $1 AND channel = $2 AND kind = $3
+          AND status = 'sending' AND lease_until = $7
+        """,
+        key.incident_id,
+        key.channel,
+        key.kind,
+        error[:500],
+        retryable,
+        final,
+        lease,
+    )
+
+
+async def record_refused(
+    conn: asyncpg.Connection, key: Key, recipient: str | None, message: str, reason: str
+) -> None:
+    """A notification that cannot be sent at all (no valid recipient): failed, for good."""
+    await conn.execute(
+        """
+        INSERT INTO notifications AS n
+            (incident_id, channel, kind, recipient, message, status, retryable, last_error)
+        VALUES ($1, $2, $3, $4, $5, 'failed', false, $6)
+        ON CONFLICT (incident_id, channel, kind) DO UPDATE
+        SET status = 'failed', retryable = false, last_error = EXCLUDED.last_error
+        WHERE n.status IN ('queued', 'failed')
+        """,
+        key.incident_id,
+        key.channel,
+        key.kind,
+        recipient,
+        message,
+        reason,
     )
 
 

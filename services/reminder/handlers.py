@@ -16,7 +16,9 @@ from contracts.events import (
 )
 from contracts.topology import REMINDER_DUE, REMINDER_TICKETED
 from incidentflow.audit import record_handled
+from incidentflow.loops import survive_round
 from incidentflow.messaging import publish_delayed, publish_event
+from incidentflow.metrics import record_reminder_lateness
 from incidentflow.service import ServiceRuntime
 from services.reminder import store
 from services.reminder.settings import ReminderSettings
@@ -72,6 +74,8 @@ class Reminders:
         if event.due_at - datetime.now(UTC) > EARLY_TOLERANCE:
             await self._publish_due(event.reminder_id, event.incident_id, event.kind, event.due_at)
             return
+        # Observability: how late the delay queues (or the sweep) delivered this reminder.
+        seconds_late = (datetime.now(UTC) - event.due_at).total_seconds()
         request: ReminderRequested | None = None
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             found = await store.lock_for_firing(conn, event.reminder_id)
@@ -99,6 +103,8 @@ class Reminders:
                     trace=event.trace,
                 )
             await record_handled(conn, self.runtime.name, event, outcome=outcome)
+        if not outcome.startswith("ignored"):  # observability: a redelivery is not a firing
+            record_reminder_lateness(event.kind, seconds_late)
         if request is not None:
             await publish_event(self.runtime.broker, request)
         log.info("reminder due", extra={"incident_id": str(event.incident_id), "outcome": outcome})
@@ -122,10 +128,8 @@ class Reminders:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sweep_interval_seconds)
-            try:
+            with survive_round(log, "reminder sweep"):
                 await self.sweep_once()
-            except Exception:  # the next round tries again; one bad round must not end the loop
-                log.exception("reminder sweep failed")
 
     async def start_sweeper(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())

@@ -10,19 +10,30 @@ from incidentflow.audit import record_handled
 from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.ticketing import store
-from services.ticketing.tickets import TicketRequest, TicketSystem, fallback_ticket_id
+from services.ticketing.policy import open_ticket
+from services.ticketing.tickets import TicketRequest, TicketSystem
 
 log = logging.getLogger("incidentflow.ticketing")
 
 
-def register(runtime: ServiceRuntime, tickets: TicketSystem | None) -> None:
+def ticket_request(event: IncidentClassified) -> TicketRequest:
+    return TicketRequest(
+        incident_id=event.incident_id,
+        category=event.classification,
+        message=event.message,
+        customer_id=event.customer_id,
+        sentiment=event.sentiment,
+    )
+
+
+def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
     @runtime.broker.subscriber(TICKETING_CLASSIFIED.queue, TICKETING_CLASSIFIED.source)
     async def on_incident_classified(event: IncidentClassified) -> None:
         async with runtime.pool.acquire() as conn:
             ticket_id = await store.existing_ticket(conn, event.incident_id)
         fallback = False
-        if ticket_id is None:
-            ticket_id, fallback = await open_ticket(tickets, event)
+        if ticket_id is None:  # a redelivery of a ticketed incident opens nothing
+            ticket_id, fallback = await open_ticket(tickets, ticket_request(event))
         async with runtime.pool.acquire() as conn, conn.transaction():
             await record_handled(conn, runtime.name, event)
             ticket_id, fallback = await store.save_ticket(
@@ -39,23 +50,3 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem | None) -> None:
             "incident ticketed",
             extra={"incident_id": str(event.incident_id), "fallback": fallback},
         )
-
-
-async def open_ticket(tickets: TicketSystem | None, event: IncidentClassified) -> tuple[str, bool]:
-    """The ticket system's id, or the local fallback id when there is none or it fails."""
-    if tickets is not None:
-        request = TicketRequest(
-            incident_id=event.incident_id,
-            category=event.classification,
-            message=event.message,
-            customer_id=event.customer_id,
-            sentiment=event.sentiment,
-        )
-        try:
-            return await tickets.create_ticket(request), False
-        except Exception as exc:  # down, slow or answering nonsense: never hold the customer
-            log.warning(
-                "ticket system failed, using fallback id",
-                extra={"incident_id": str(event.incident_id), "error": repr(exc)},
-            )
-    return fallback_ticket_id(event.incident_id), True

@@ -191,22 +191,10 @@ def dockerfile() -> tuple[dict[str, Any], ...]:
 def settings_env_names() -> frozenset[str]:
     """Every environment variable name some incidentflow settings class reads."""
     from incidentflow.settings import CommonSettings, env_names
-    from services.classifier.settings import ClassifierSettings
-    from services.ingest.settings import IngestSettings
-    from services.notifier.settings import NotifierSettings
-    from services.reminder.settings import ReminderSettings
-    from services.sentiment.settings import SentimentSettings
-    from services.ticketing.settings import TicketingSettings
+    from tests.settings_classes import SERVICE_SETTINGS
 
     names: set[str] = set()
-    for cls in (
-        CommonSettings,
-        IngestSettings,
-        SentimentSettings,
-        ClassifierSettings,
-        TicketingSettings,
-        NotifierSettings,
-        ReminderSettings,
-    ):
+    classes: list[type[CommonSettings]] = [CommonSettings, *SERVICE_SETTINGS]
+    for cls in classes:
         names.update(env_names(cls, every_alias=True))
     return frozenset(names)

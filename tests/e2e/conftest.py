@@ -20,15 +20,31 @@ import pytest
 
 from contracts.events import Event, IncidentTicketed
 from incidentflow.messaging import make_broker, publish_event
+from incidentflow.sandbox import own_vhost
 from incidentflow.stack import REPO_ROOT, SERVICES, Stack
-from tests.conftest import RABBITMQ_URL, free_port, free_port_block, own_vhost
+from tests.conftest import RABBITMQ_URL, free_port, free_port_block
+from tests.e2e.otlp import OtlpCollector
 
 REMINDER_DELAY_SECONDS = 5
 
 
 @pytest.fixture(scope="session")
+def otlp_collector() -> Iterator[OtlpCollector]:
+    """Where the stack's services send their spans (tests/e2e/test_tracing.py reads them)."""
+    collector = OtlpCollector()
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
+
+
+@pytest.fixture(scope="session")
 def stack(
-    rabbitmq_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    rabbitmq_url: str,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    otlp_collector: OtlpCollector,
 ) -> Iterator[Stack]:
     var_dir = tmp_path_factory.mktemp("stack")
     stack = Stack(
@@ -47,6 +63,12 @@ def stack(
             "CLASSIFIER_REVIEW_THRESHOLD": "0.9",
             # The support team hears of incidents still open 8 s after they came in.
             "REMINDER_ESCALATION_SECONDS": "8",
+            # The tests submit as one customer from one address, far faster than a person.
+            "INGEST_RATE_LIMIT_PER_KEY": "100000/minute",
+            "INGEST_RATE_LIMIT_PER_CUSTOMER": "100000/minute",
+            # Spans exported within 200 ms, so a test sees an incident's trace promptly.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
         },
     )
     stack.start()
@@ -62,6 +84,13 @@ def read_inbox(directory: Path) -> list[EmailMessage]:
         message_from_bytes(path.read_bytes(), policy=policy.default)
         for path in sorted(directory.glob("*.eml"))
     ]
+
+
+def plain_text(mail: EmailMessage) -> str:
+    """The text part of a multipart (text + HTML) mail."""
+    part = mail.get_body(("plain",))
+    assert part is not None, "no text/plain part"
+    return str(part.get_content())
 
 
 FURIOUS = "I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!"

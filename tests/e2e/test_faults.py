@@ -45,10 +45,7 @@ async def test_redelivered_ticketed_event_sends_nothing_twice(
         await conn.close()
     assert mails_before == 1
     assert [m["Subject"] for m in read_inbox(stack.mail_dir)].count(acknowledgement) == 1
-    assert sorted((r["channel"], r["kind"], r["attempts"]) for r in rows) == [
-        ("email", "ack", 1),
-        ("sms", "ack", 1),
-    ]
+    assert sorted((r["channel"], r["kind"], r["attempts"]) for r in rows) == [("email", "ack", 1)]
     assert reminders == 2  # one follow-up and one escalation, not one per delivery
 
 

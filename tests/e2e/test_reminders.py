@@ -24,6 +24,7 @@ from tests.conftest import free_port
 from tests.e2e.conftest import (
     incident,
     insert_ticketed_incident,
+    plain_text,
     publish,
     read_inbox,
     start_service,
@@ -266,7 +267,7 @@ def test_open_incident_is_escalated_to_the_support_team(stack: Stack) -> None:
         time.sleep(0.3)
     [mail] = [m for m in read_inbox(stack.mail_dir) if m["Subject"] == subject]
     assert mail["To"] == "support-team@company.com"
-    assert created["incident_id"] in mail.get_content()
+    assert created["incident_id"] in plain_text(mail)
     state = incident(stack, created["incident_id"])
     kinds = {(r["kind"], r["state"]) for r in state["reminders"]}
     assert ("escalation", "sent") in kinds

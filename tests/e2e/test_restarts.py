@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from incidentflow.sandbox import restart_local_postgres, restart_local_rabbitmq
 from tests.e2e.conftest import publish
 from tests.e2e.test_reminders import (
     DELAY,
@@ -27,20 +27,6 @@ from tests.e2e.test_reminders import (
     requests_for,
     wait_scheduled,
 )
-
-
-def restart_rabbitmq() -> None:
-    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
-
-
-def restart_postgres() -> None:
-    cluster = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
-        check=True,
-        timeout=120,
-    )
 
 
 def require(tool: str) -> None:
@@ -55,9 +41,9 @@ def require(tool: str) -> None:
     ("tool", "restart", "pause"),
     [
         # While the follow-ups wait in the delay queues.
-        pytest.param("rabbitmqctl", restart_rabbitmq, 1.0, id="rabbitmq"),
+        pytest.param("rabbitmqctl", restart_local_rabbitmq, 1.0, id="rabbitmq"),
         # Just as they fall due, so firing meets a database that is away.
-        pytest.param("pg_ctlcluster", restart_postgres, DELAY - 0.5, id="postgres"),
+        pytest.param("pg_ctlcluster", restart_local_postgres, DELAY - 0.5, id="postgres"),
     ],
 )
 async def test_reminders_survive_a_server_restart(

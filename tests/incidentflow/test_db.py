@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from incidentflow.db import current_revision, head_revision, migrate
-from tests.conftest import drop_database
+from incidentflow.sandbox import drop_database
 
 SEED_INCIDENT_COLUMNS = {
     "id",
@@ -52,7 +52,7 @@ async def test_schema_has_the_seed_tables_and_columns(pool: asyncpg.Pool) -> Non
 async def test_migrating_again_and_concurrently_changes_nothing(database_url: str) -> None:
     before = await current_revision(database_url)
     await asyncio.gather(*(migrate(database_url) for _ in range(4)))
-    assert await current_revision(database_url) == before == head_revision() == "0003"
+    assert await current_revision(database_url) == before == head_revision() == "0007"
 
 
 def test_six_processes_migrating_a_fresh_database_at_once_agree(database_url: str) -> None:

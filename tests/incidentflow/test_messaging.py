@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
 
 import aio_pika
 import pytest
@@ -110,8 +109,19 @@ async def test_invalid_payload_goes_straight_to_the_dead_letter_queue(
     )
     dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=3)
     assert len(dead) == 1 and calls == []
-    deaths = cast(list[dict[str, Any]], dead[0].headers["x-death"])
-    assert deaths[0]["reason"] == "rejected"
+    # DeliveryPolicy's own copy, carrying why (a broker reject could not); original acked.
+    headers = dead[0].headers
+    assert headers["x-incidentflow-reason"] == "invalid-payload"
+    assert headers["x-incidentflow-queue"] == route.queue_name
+    assert "incident_id: Field required" in str(headers["x-incidentflow-error"])
+    # Stopped, the consumer hands back anything it did not ack: the work queue stays empty.
+    await broker.stop()
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        work = await (await connection.channel()).declare_queue(route.queue_name, passive=True)
+        assert work.declaration_result.message_count == 0
+    finally:
+        await connection.close()
 
 
 async def test_a_failing_handler_is_retried_and_then_succeeds(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 
+from services.ticketing.adapters.http import malformed, post_json
 from services.ticketing.tickets import TicketRequest
 
-
-class TicketApiError(RuntimeError):
-    pass
+# Where the seed-compatible APIs put the new ticket's id, in order of preference.
+ID_FIELDS = ("id", "ticket_id", "key")
 
 
 class RestTicketSystem:
@@ -21,9 +21,10 @@ class RestTicketSystem:
         headers = {"Idempotency-Key": request.idempotency_key}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        response = await self._client.post(
+        body = await post_json(
+            self._client,
             self._url,
-            json={
+            {
                 "incident_id": str(request.incident_id),
                 "category": request.category,
                 "message": request.message,
@@ -32,10 +33,8 @@ class RestTicketSystem:
             },
             headers=headers,
         )
-        if response.status_code >= 300:
-            raise TicketApiError(f"ticket API answered {response.status_code}")
-        body = response.json()
-        ticket_id = body.get("ticket_id") or body.get("id") if isinstance(body, dict) else None
-        if ticket_id in (None, ""):
-            raise TicketApiError("ticket API response has no id")
-        return str(ticket_id)
+        if isinstance(body, dict):
+            for field in ID_FIELDS:
+                if body.get(field) not in (None, ""):
+                    return str(body[field])
+        raise malformed("id, ticket_id or key")

@@ -1,14 +1,18 @@
-"""Acknowledgement and reminder emails: content, stable Message-ID, no header injection,
-delivered over real SMTP to an aiosmtpd server on loopback."""
+"""Acknowledgement, reminder and escalation emails: content, escaping, stable Message-ID, no
+header injection, delivered over real SMTP (plain, STARTTLS, implicit TLS, AUTH) to aiosmtpd."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import uuid
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from pathlib import Path
 
-from incidentflow.mailbox import start_mailbox
+import aiosmtplib
+import pytest
+
+from contracts.events import Category
+from services.notifier.adapters.base import PermanentFailure
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.compose import (
     IncidentView,
@@ -16,9 +20,17 @@ from services.notifier.compose import (
     email_message,
     mask_email,
     mask_phone,
+    parse_address,
     text_message,
 )
-from tests.conftest import free_port
+from tests.services.notifier.conftest import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    Certificate,
+    Inbox,
+    authenticate,
+    smtp_server,
+)
 
 VIEW = IncidentView(
     incident_id=uuid.UUID("e5f7a2b1-4c8d-4e6f-8a9b-0c1d2e3f4a5b"),
@@ -28,13 +40,25 @@ VIEW = IncidentView(
     channel="email",
     created_at=datetime(2025, 11, 9, 10, 30, tzinfo=UTC),
 )
+SENDER = "Customer Support <support@company.com>"
+HOSTILE = "<script>alert('x')</script> & charged twice"
+
+
+def parts(view: IncidentView, kind: str = "ack") -> tuple[str, str]:
+    mail = email_message(view, kind, SENDER, "support@company.com").mail  # type: ignore[arg-type]
+    text = mail.get_body(("plain",))
+    html = mail.get_body(("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
 
 
 def test_acknowledgement_follows_the_seed() -> None:
-    mail = email_message(VIEW, "ack", "Support <support@company.com>", "support@company.com")
-    assert mail["Subject"] == "Support Ticket #TKT-98042a72 - Issue Received"
-    assert mail["To"] == "customer@example.com"
-    body = mail.get_content()
+    email = email_message(VIEW, "ack", SENDER, "support@company.com")
+    assert email.mail["Subject"] == "Support Ticket #TKT-98042a72 - Issue Received"
+    assert email.mail["To"] == "customer@example.com"
+    assert (email.sender, email.recipient) == ("support@company.com", "customer@example.com")
+    text, html = parts(VIEW)
+    assert email.text == text
     for line in (
         "Ticket ID: TKT-98042a72",
         "Incident Reference: e5f7a2b1-4c8d-4e6f-8a9b-0c1d2e3f4a5b",
@@ -42,42 +66,186 @@ def test_acknowledgement_follows_the_seed() -> None:
         "Received: November 09, 2025 at 10:30 AM UTC",
         "My credit card payment was deducted twice yesterday.",
         "You will receive an update within 24 hours",
+        "support@company.com",
     ):
-        assert line in body
+        assert line in text
+    for fragment in ("TKT-98042a72", "November 09, 2025 at 10:30 AM UTC", "deducted twice"):
+        assert fragment in html
+
+
+def test_mail_is_multipart_alternative_text_then_html() -> None:
+    mail = email_message(VIEW, "reminder", SENDER, "s@c.com").mail
+    assert mail.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+
+
+@pytest.mark.parametrize("kind", ["ack", "reminder", "escalation"])
+def test_customer_text_is_escaped_in_html_and_verbatim_in_text(kind: str) -> None:
+    text, html = parts(IncidentView(**{**VIEW.__dict__, "message": HOSTILE}), kind)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; charged twice" in html
+    assert HOSTILE in text
 
 
 def test_message_id_is_the_same_for_a_resend_and_differs_by_kind() -> None:
-    first = email_message(VIEW, "ack", "s@c.com", "s@c.com")["Message-ID"]
-    again = email_message(VIEW, "ack", "s@c.com", "s@c.com")["Message-ID"]
-    reminder = email_message(VIEW, "reminder", "s@c.com", "s@c.com")["Message-ID"]
-    assert first == again != reminder
+    first = email_message(VIEW, "ack", "s@c.com", "s@c.com").mail["Message-ID"]
+    again = email_message(VIEW, "ack", "s@c.com", "s@c.com").mail["Message-ID"]
+    reminder = email_message(VIEW, "reminder", "s@c.com", "s@c.com").mail["Message-ID"]
+    assert first == again == f"<{VIEW.incident_id}.ack@incidentflow>" != reminder
 
 
-def test_crlf_in_a_ticket_id_cannot_add_headers() -> None:
-    hostile = IncidentView(**{**VIEW.__dict__, "ticket_id": "T-1\r\nBcc: evil@example.com"})
-    mail = email_message(hostile, "ack", "s@c.com", "s@c.com")
-    raw = mail.as_bytes()
-    assert b"\r\nBcc:" not in raw and b"\nBcc:" not in raw
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "customer@example.com\r\nBcc: evil@example.com",
+        "customer@example.com, evil@example.com",
+        "x\nBcc: evil@example.com",
+        "not-an-address",
+    ],
+)
+def test_a_recipient_that_is_not_one_address_is_refused(hostile: str) -> None:
+    with pytest.raises(ValueError):
+        email_message(IncidentView(**{**VIEW.__dict__, "email": hostile}), "ack", "s@c.com", "s")
 
 
-def test_channels_and_masking() -> None:
-    assert channels_for("email") == ["email", "sms"]
-    assert channels_for("whatsapp") == ["email", "sms", "whatsapp"]
+def test_display_names_keep_their_line_breaks_out_of_the_headers() -> None:
+    address = parse_address('"Support\r\nBcc: evil@example.com" <support@company.com>')
+    assert address.addr_spec == "support@company.com"
+    assert "\n" not in str(address) and "\r" not in str(address)
+
+
+def test_channels_follow_the_customer_plus_email_and_the_category_rules() -> None:
+    rules: dict[Category, list[str]] = {"fraud_report": ["sms"]}
+    assert channels_for("email", "duplicate_payment", rules) == ["email"]
+    assert channels_for("chat", "other", rules) == ["email"]
+    assert channels_for("sms", "other", rules) == ["email", "sms"]
+    assert channels_for("whatsapp", "other", rules) == ["email", "whatsapp"]
+    assert channels_for("email", "fraud_report", rules) == ["email", "sms"]
+    assert channels_for("whatsapp", "fraud_report", rules) == ["email", "sms", "whatsapp"]
+    assert channels_for("sms", "fraud_report", {}) == ["email", "sms"]
+
+
+def test_masking_and_the_text_message() -> None:
     assert mask_email("customer@example.com") == "c***@example.com"
     assert mask_phone("+14155550123") == "+14***23"
-    assert "TKT-98042a72" in text_message(VIEW)
+    assert text_message(VIEW).startswith("Ticket #TKT-98042a72 created.")
+    assert "\n" not in text_message(IncidentView(**{**VIEW.__dict__, "ticket_id": "T\r\n1"}))
 
 
-async def test_email_arrives_over_smtp(tmp_path: Path) -> None:
-    port = free_port()
-    controller = start_mailbox(tmp_path, port=port)
-    try:
-        mail = email_message(VIEW, "reminder", "Support <support@company.com>", "s@c.com")
-        await SmtpMailer("127.0.0.1", port).send(mail)
-    finally:
-        controller.stop()
-    [eml] = list(tmp_path.glob("*.eml"))
-    received = message_from_bytes(eml.read_bytes(), policy=policy.default)
+async def send(mailer: SmtpMailer, view: IncidentView = VIEW, kind: str = "ack") -> str | None:
+    email = email_message(view, kind, SENDER, "support@company.com")  # type: ignore[arg-type]
+    delivery = await mailer.send(email.mail, email.sender, email.recipient)
+    return delivery.provider_message_id
+
+
+async def test_hostile_ticket_id_and_sender_name_add_no_header_on_the_wire(inbox: Inbox) -> None:
+    view = IncidentView(**{**VIEW.__dict__, "ticket_id": "T-1\r\nBcc: evil@example.com"})
+    email = email_message(
+        view, "ack", '"Support\r\nBcc: evil@example.com" <support@company.com>', "s@c.com"
+    )
+    await SmtpMailer("127.0.0.1", inbox.port).send(email.mail, email.sender, email.recipient)
+    [arrived] = inbox.arrived
+    assert arrived.rcpt_tos == ["customer@example.com"]
+    assert arrived.mail_from == "support@company.com"
+    received = arrived.message
+    assert received["Bcc"] is None
+    headers = arrived.raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc:" not in headers and b"\nbcc:" not in headers.lower()
+    assert [name for name, _ in received.items()] == [
+        "From",
+        "To",
+        "Subject",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+    ]
+    assert received["Subject"] == "Support Ticket #T-1 Bcc: evil@example.com - Issue Received"
+
+
+async def test_plain_smtp_delivers_both_parts_and_the_message_id(inbox: Inbox) -> None:
+    hostile = IncidentView(**{**VIEW.__dict__, "message": HOSTILE})
+    reply = await send(SmtpMailer("127.0.0.1", inbox.port), hostile, "reminder")
+    assert reply is not None and "TESTQUEUEID" in reply
+    [arrived] = inbox.arrived
+    received = arrived.message
     assert received["Subject"] == "Support Ticket #TKT-98042a72 - Follow-up: Still Open"
     assert received["Message-ID"] == f"<{VIEW.incident_id}.reminder@incidentflow>"
-    assert "still open" in received.get_content()
+    assert received.get_content_type() == "multipart/alternative"
+    text, html = received.get_body(("plain",)), received.get_body(("html",))
+    assert text is not None and html is not None
+    assert HOSTILE in text.get_content() and "still open" in text.get_content()
+    assert "<script>" not in html.get_content() and "&lt;script&gt;" in html.get_content()
+
+
+async def test_starttls_with_the_test_ca(certificate: Certificate) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, tls_context=certificate.server_context(), require_starttls=True):
+        mailer = SmtpMailer("127.0.0.1", inbox.port, start_tls=True, ca_file=certificate.cert)
+        await send(mailer)
+        untrusted = SmtpMailer("127.0.0.1", inbox.port, start_tls=True)
+        with pytest.raises((aiosmtplib.SMTPException, ssl.SSLError)):
+            await send(untrusted)
+        # The server demands STARTTLS: a client that skips it is refused.
+        with pytest.raises(aiosmtplib.SMTPException):
+            await send(SmtpMailer("127.0.0.1", inbox.port))
+    assert len(inbox.arrived) == 1
+
+
+async def test_implicit_tls_with_the_test_ca_or_without_validation(
+    certificate: Certificate,
+) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, ssl_context=certificate.server_context()):
+        await send(SmtpMailer("127.0.0.1", inbox.port, use_tls=True, ca_file=certificate.cert))
+        await send(SmtpMailer("127.0.0.1", inbox.port, use_tls=True, validate_certs=False))
+        with pytest.raises((aiosmtplib.SMTPException, ssl.SSLError)):
+            await send(SmtpMailer("127.0.0.1", inbox.port, use_tls=True))
+    assert len(inbox.arrived) == 2
+
+
+async def test_auth_right_password_delivers_wrong_one_fails(certificate: Certificate) -> None:
+    inbox = Inbox()
+    with smtp_server(
+        inbox,
+        tls_context=certificate.server_context(),
+        authenticator=authenticate,
+        auth_required=True,
+    ):
+
+        def mailer(password: str) -> SmtpMailer:
+            return SmtpMailer(
+                "127.0.0.1",
+                inbox.port,
+                username=SMTP_USER,
+                password=password,
+                start_tls=True,
+                ca_file=certificate.cert,
+            )
+
+        await send(mailer(SMTP_PASSWORD))
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+            await send(mailer("wrong"))
+    assert len(inbox.arrived) == 1
+
+
+async def test_refusals_are_permanent_for_5xx_and_retryable_for_4xx() -> None:
+    inbox = Inbox(refusals=["554 5.7.1 rejected as spam", "451 4.3.0 try again later"])
+    with smtp_server(inbox):
+        mailer = SmtpMailer("127.0.0.1", inbox.port)
+        with pytest.raises(PermanentFailure):
+            await send(mailer)
+        with pytest.raises(aiosmtplib.SMTPDataError) as transient:
+            await send(mailer)
+        assert not isinstance(transient.value, PermanentFailure)
+        await send(mailer)
+    assert len(inbox.arrived) == 1
+
+
+async def test_sends_in_flight_are_bounded_per_process() -> None:
+    inbox = Inbox(delay=0.3)
+    with smtp_server(inbox):
+        mailer = SmtpMailer("127.0.0.1", inbox.port, max_concurrent=2)
+        views = [IncidentView(**{**VIEW.__dict__, "incident_id": uuid.uuid4()}) for _ in range(6)]
+        await asyncio.gather(*(send(mailer, view) for view in views))
+    assert len(inbox.arrived) == 6
+    assert inbox.max_in_flight == 2

@@ -1,0 +1,114 @@
+"""A RabbitMQ vhost, a Postgres database and loopback ports of one's own.
+
+Tests, benchmarks and the chaos run use these, so they never touch a running `make up` stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from incidentflow.db import migrate
+
+
+@contextmanager
+def own_vhost(url: str, label: str = "test") -> Iterator[str]:
+    """``url`` on a new vhost where the broker is local to rabbitmqctl, else ``url`` itself."""
+    if not shutil.which("rabbitmqctl") or urlsplit(url).hostname not in ("localhost", "127.0.0.1"):
+        yield url
+        return
+    vhost = f"incidentflow-{label}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+    )
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+
+
+@contextmanager
+def own_database(url: str, label: str = "test") -> Iterator[str]:
+    """A fresh, migrated database beside the one ``url`` names; dropped afterwards."""
+    name = f"incidentflow_{label}_{uuid.uuid4().hex[:8]}"
+    isolated = urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    asyncio.run(migrate(isolated))
+    try:
+        yield isolated
+    finally:
+        asyncio.run(drop_database(isolated))
+
+
+async def drop_database(url: str) -> None:
+    parts = urlsplit(url)
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int) -> int:
+    """A base port with ``size`` consecutive free ports after it, below the ephemeral range.
+
+    Ports the kernel hands out for outgoing connections (the ephemeral range) can be taken by
+    any client between our check and the server's bind; a busy test run once lost a service
+    to that. Below the range only servers bind.
+    """
+    low, _ = _ephemeral_range()
+    ceiling = min(low, 65535) - size
+    for _ in range(200):
+        base = random.randrange(10_000, max(ceiling, 10_001))
+        if all(_bindable(port) for port in range(base, base + size)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def free_port() -> int:
+    return free_port_block(1)
+
+
+def restart_local_rabbitmq() -> None:
+    """Restart the local broker's application: every connection drops, quorum queues recover
+    from their logs on disk (the Erlang VM stays up, so it is back in seconds)."""
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+
+
+def restart_local_postgres() -> None:
+    cluster = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+        check=True,
+        timeout=120,
+    )

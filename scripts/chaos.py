@@ -1,0 +1,347 @@
+"""Chaos run: incidents at a steady rate while every service is killed and the servers restart.
+
+Starts the whole system (six services and the SMTP sink) on a vhost and database of its own,
+with a ticket API on loopback that counts the tickets it opens. While COUNT incidents arrive at
+RATE/s it kills each of the six services once with SIGKILL (and starts it again), restarts
+RabbitMQ once and restarts Postgres once. Clients behave like a real front end: a request that
+gets no answer is sent again with the same Idempotency-Key.
+
+At the end every accepted incident must be in Postgres with sentiment, classification, a real
+ticket and an acknowledgement, with exactly one ticket at the ticket API and exactly one
+acknowledgement email at the SMTP sink.
+
+Usage: make chaos [N=5000 RATE=50]   (python scripts/chaos.py --count N --rate R)
+Last line: accepted=N completed=N lost=N duplicate_tickets=N duplicate_emails=N
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from incidentflow.sandbox import (  # noqa: E402
+    free_port,
+    free_port_block,
+    own_database,
+    own_vhost,
+    restart_local_postgres,
+    restart_local_rabbitmq,
+)
+from incidentflow.stack import SERVICES, Stack  # noqa: E402
+from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api  # noqa: E402
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
+ACK_MESSAGE_ID = re.compile(r"<([0-9a-f-]{36})\.ack@incidentflow>")
+MESSAGES = [
+    "I was charged twice for order {n}, please refund the duplicate!",
+    "My card payment {n} failed but the money left my account",
+    "Someone I don't know used my card, transaction {n} is fraud",
+    "I want a refund for purchase {n}, it never arrived",
+    "My account is locked after payment {n}, I cannot log in",
+    "My statement shows payment {n} with the wrong amount",
+]
+
+
+@dataclass
+class Run:
+    stack: Stack
+    tickets: FakeTicketApi
+    database_url: str
+    accepted: set[uuid.UUID] = field(default_factory=set)
+    refused: int = 0
+    resent: int = 0
+    faults: list[str] = field(default_factory=list)
+
+    def kill(self, service: str) -> None:
+        pid = self.stack.pid(service)
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)
+            while self.stack.pid(service) is not None:
+                time.sleep(0.05)
+        time.sleep(1.0)  # down for a moment: messages pile up for it meanwhile
+        self.stack.start()
+
+    def schedule(self) -> list[tuple[str, Callable[[], None]]]:
+        kills: list[tuple[str, Callable[[], None]]] = [
+            (f"kill -9 {name}", functools.partial(self.kill, name)) for name in SERVICES
+        ]
+        return [
+            *kills[:3],
+            ("restart rabbitmq", restart_local_rabbitmq),
+            *kills[3:],
+            ("restart postgres", restart_local_postgres),
+        ]
+
+
+async def send_all(run: Run, count: int, rate: float, deadline_s: float) -> None:
+    """Open loop: request i starts at i/rate seconds, whatever became of the earlier ones."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        started = time.monotonic()
+
+        async def one(n: int) -> None:
+            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+            body = {
+                "customer_id": f"chaos-{n}",
+                "channel": "email",
+                "message": MESSAGES[n % len(MESSAGES)].format(n=n),
+                "email": f"customer{n}@example.com",
+            }
+            headers = {"Idempotency-Key": f"chaos-{n}", "Prefer": "wait=0"}
+            give_up = time.monotonic() + deadline_s
+            first = True
+            while time.monotonic() < give_up:
+                if not first:
+                    run.resent += 1
+                first = False
+                try:
+                    response = await client.post(
+                        run.stack.url("ingest") + "/api/incidents", json=body, headers=headers
+                    )
+                except httpx.HTTPError:
+                    await asyncio.sleep(1.0)
+                    continue
+                if response.status_code in (200, 201, 202):
+                    run.accepted.add(uuid.UUID(response.json()["incident_id"]))
+                    return
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            run.refused += 1
+
+        await asyncio.gather(*(one(n) for n in range(count)))
+
+
+async def inject_faults(run: Run, duration: float) -> None:
+    """Spread the faults over the sending time; each runs while the load keeps flowing."""
+    schedule = run.schedule()
+    gap = duration / (len(schedule) + 1)
+    for name, fault in schedule:
+        await asyncio.sleep(gap)
+        print(f"{time.strftime('%H:%M:%S')} fault: {name}", flush=True)
+        await asyncio.to_thread(fault)
+        run.faults.append(name)
+    await asyncio.to_thread(run.stack.wait_ready, 180)
+
+
+def tickets_per_incident(api: FakeTicketApi) -> Counter[uuid.UUID]:
+    """Tickets the API opened, per incident (a replayed Idempotency-Key opens none)."""
+    return Counter(uuid.UUID(ticket.incident_id) for ticket in list(api.tickets))
+
+
+# Each mail file read once: the check runs every 2 s over thousands of them, and parsing them
+# all each time starved the fake ticket API's threads in this same process.
+_ACK_OF_FILE: dict[Path, uuid.UUID | None] = {}
+
+
+def ack_of(path: Path) -> uuid.UUID | None:
+    if path not in _ACK_OF_FILE:
+        mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+        match = ACK_MESSAGE_ID.fullmatch(str(mail.get("Message-ID", "")).strip())
+        _ACK_OF_FILE[path] = uuid.UUID(match.group(1)) if match else None
+    return _ACK_OF_FILE[path]
+
+
+def ack_emails(mail_dir: Path) -> Counter[uuid.UUID]:
+    return Counter(i for path in mail_dir.glob("*.eml") if (i := ack_of(path)) is not None)
+
+
+async def complete_in_db(database_url: str, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT id FROM incidents
+            WHERE id = ANY($1::uuid[]) AND sentiment IS NOT NULL AND classification IS NOT NULL
+              AND ticket_id IS NOT NULL AND NOT ticket_fallback AND acknowledged_at IS NOT NULL
+            """,
+            list(ids),
+        )
+    finally:
+        await conn.close()
+    return {row["id"] for row in rows}
+
+
+async def completed(run: Run) -> set[uuid.UUID]:
+    """Accepted incidents done everywhere: in Postgres, at the ticket API and at the sink."""
+    done = await complete_in_db(run.database_url, run.accepted)
+    emails = ack_emails(run.stack.mail_dir)
+    tickets = tickets_per_incident(run.tickets)
+    return {i for i in done if emails[i] >= 1 and tickets[i] >= 1}
+
+
+async def explain_duplicates(run: Run, emails: Counter[uuid.UUID]) -> None:
+    """What the notifier recorded for each incident mailed twice, to tell the cause."""
+    twice = [incident_id for incident_id, n in emails.items() if n > 1]
+    if not twice:
+        return
+    arrivals: dict[uuid.UUID, list[str]] = {i: [] for i in twice}
+    for path in run.stack.mail_dir.glob("*.eml"):
+        incident_id = ack_of(path)
+        if incident_id in arrivals:
+            arrivals[incident_id].append(
+                time.strftime("%H:%M:%S", time.localtime(path.stat().st_mtime))
+            )
+    conn = await asyncpg.connect(run.database_url)
+    try:
+        for incident_id in twice:
+            row = await conn.fetchrow(
+                "SELECT status, attempts, last_error, sent_at FROM notifications"
+                " WHERE incident_id = $1 AND channel = 'email' AND kind = 'ack'",
+                incident_id,
+            )
+            print(
+                f"mailed twice: {incident_id} at {', '.join(sorted(arrivals[incident_id]))}; "
+                f"row {dict(row) if row else None}",
+                flush=True,
+            )
+    finally:
+        await conn.close()
+
+
+async def explain_lost(run: Run, lost: set[uuid.UUID]) -> None:
+    """How far the unfinished incidents got, step by step, and what the logs said."""
+    conn = await asyncpg.connect(run.database_url)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT count(*) AS incidents, count(scored_at) AS scored,
+                   count(classified_at) AS classified, count(ticket_id) AS ticketed,
+                   count(*) FILTER (WHERE ticket_fallback) AS fallback_tickets,
+                   count(acknowledged_at) AS acknowledged
+            FROM incidents WHERE id = ANY($1::uuid[])
+            """,
+            list(lost),
+        )
+        pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    finally:
+        await conn.close()
+    print(f"unfinished: {dict(row) if row else None}, outbox unpublished: {pending}", flush=True)
+    vhost = unquote(urlsplit(run.stack.env["RABBITMQ_URL"]).path.lstrip("/"))
+    queues = subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "consumers",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    print("queues (name ready unacked consumers):\n" + queues, flush=True)
+    for log in sorted(run.stack.log_dir.glob("*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+        print(f"{log.name}: {len(lines)} error lines; last: {lines[-1][:600] if lines else '-'}")
+
+
+def chaos(count: int, rate: float, settle_s: float) -> int:
+    with (
+        own_vhost(RABBITMQ_URL, "chaos") as rabbitmq_url,
+        own_database(DATABASE_URL, "chaos") as database_url,
+        fake_ticket_api() as tickets,
+        tempfile.TemporaryDirectory(prefix="incidentflow-chaos-") as var,
+    ):
+        stack = Stack(
+            var_dir=Path(var),
+            base_port=free_port_block(6),
+            mail_port=free_port(),
+            env={
+                "RABBITMQ_URL": rabbitmq_url,
+                "DATABASE_URL": database_url,
+                "TICKETING_BACKEND": "rest",
+                "TICKETING_URL": tickets.url + REST_PATH,
+                "TICKETING_RECONCILE_INTERVAL_SECONDS": "2",
+                "REMINDER_ESCALATION_SECONDS": "0",
+                # One load generator on one address stands for thousands of customers.
+                "INGEST_RATE_LIMIT_PER_KEY": "1000000/minute",
+                "LOG_LEVEL": "WARNING",
+            },
+        )
+        return asyncio.run(drive(Run(stack, tickets, database_url), count, rate, settle_s))
+
+
+async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
+    stack, tickets = run.stack, run.tickets
+    stack.start()
+    try:
+        stack.wait_ready(180)
+        duration = count / rate
+        print(f"sending {count} incidents at {rate:g}/s for {duration:.0f} s", flush=True)
+        started = time.monotonic()
+        await asyncio.gather(
+            send_all(run, count, rate, deadline_s=120), inject_faults(run, duration)
+        )
+        print(
+            f"sent in {time.monotonic() - started:.0f} s: accepted={len(run.accepted)} "
+            f"resent={run.resent} not_accepted={run.refused}",
+            flush=True,
+        )
+        # A notifier killed mid-send leaves a claim whose lease must run out first.
+        # Waits while incidents keep completing; a minute without progress is a stall.
+        deadline = time.monotonic() + settle_s
+        done = await completed(run)
+        progress_at = time.monotonic()
+        while len(done) < len(run.accepted) and time.monotonic() < deadline:
+            await asyncio.sleep(2)
+            before, done = len(done), await completed(run)
+            if len(done) > before:
+                progress_at = time.monotonic()
+            elif time.monotonic() - progress_at > 90:
+                break
+        await asyncio.sleep(3)  # a duplicate still in flight arrives now
+        emails = ack_emails(stack.mail_dir)
+        per_incident = tickets_per_incident(tickets)
+        await explain_duplicates(run, emails)
+        lost = run.accepted - done
+        if lost:
+            await explain_lost(run, lost)
+    finally:
+        stack.stop()
+    for incident_id in sorted(lost)[:10]:
+        print(f"lost: {incident_id}", flush=True)
+    duplicate_tickets = sum(max(0, n - 1) for n in per_incident.values())
+    duplicate_emails = sum(max(0, n - 1) for n in emails.values())
+    print(f"faults: {', '.join(run.faults)}")
+    print(
+        f"accepted={len(run.accepted)} completed={len(done)} lost={len(lost)} "
+        f"duplicate_tickets={duplicate_tickets} duplicate_emails={duplicate_emails}",
+        flush=True,
+    )
+    return 0 if not lost and not duplicate_tickets and not duplicate_emails else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--settle", type=float, default=300.0, help="seconds to wait at the end")
+    args = parser.parse_args()
+    # Stopped from outside: still stop the stack and drop the vhost and database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(chaos(args.count, args.rate, args.settle))

@@ -1,0 +1,34 @@
+"""What the notifier asks of an outside system: send one message, say what became of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal, Protocol
+
+TextChannel = Literal["sms", "whatsapp"]
+
+
+class PermanentFailure(Exception):
+    """The provider refused this message for good (bad number, rejected address): sending
+    it again cannot help, so it is recorded as failed and not retried."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A provider took the message (``sent``), or no provider is configured (``logged``)."""
+
+    status: Literal["sent", "logged"]
+    provider_message_id: str | None = None
+
+
+class Mailer(Protocol):
+    async def send(self, mail: EmailMessage, sender: str, recipient: str) -> Delivery:
+        """Send ``mail`` to exactly ``recipient``, whatever its headers say."""
+        ...
+
+
+class TextSender(Protocol):
+    async def send(self, channel: TextChannel, to: str, body: str) -> Delivery:
+        """Send ``body`` to the E.164 number ``to`` over ``channel``."""
+        ...

@@ -1,0 +1,213 @@
+"""Delivering notifications exactly once: claim the row, send, record what became of it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from contracts.events import NotificationKind
+from incidentflow.metrics import record_notification
+from incidentflow.phone import to_e164
+from services.notifier import store
+from services.notifier.adapters.base import (
+    Delivery,
+    Mailer,
+    PermanentFailure,
+    TextChannel,
+    TextSender,
+)
+from services.notifier.compose import (
+    IncidentView,
+    email_message,
+    mask_email,
+    mask_phone,
+    text_message,
+)
+from services.notifier.settings import NotifierSettings
+
+log = logging.getLogger("incidentflow.notifier")
+
+Send = Callable[[], Awaitable[Delivery]]
+
+
+class NotificationBusy(Exception):
+    """Another delivery of the same event is sending this notification right now."""
+
+
+class SendFailed(Exception):
+    """A provider failed to take a notification this time. The message names the channel and
+    the error's type only: provider errors may quote addresses, which stay out of logs."""
+
+
+class NotificationsPending(Exception):
+    """Some notifications of an event did not go out on this delivery; a redelivery retries
+    them (the ones that did go out are skipped then)."""
+
+
+class Notifier:
+    """Sends each (incident, channel, kind) notification once: a row is claimed with a lease
+    before the provider is called, so redeliveries and concurrent consumers skip it."""
+
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        mailer: Mailer,
+        texts: TextSender,
+        settings: NotifierSettings,
+    ) -> None:
+        self._pool = pool
+        self.mailer = mailer
+        self.texts = texts
+        self.settings = settings
+
+    async def acknowledge(
+        self, view: IncidentView, channels: list[str], phone: str | None, *, final: bool
+    ) -> list[str]:
+        """Acknowledge on every channel; returns those that reached the customer.
+
+        Every channel is tried even when one fails, so an SMTP outage does not hold back SMS.
+        """
+        reached: list[str] = []
+        errors: list[Exception] = []
+        for channel in channels:
+            try:
+                if channel == "email":
+                    status = await self.send_email(view, "ack", final=final)
+                else:
+                    status = await self.send_text(view, channel, phone, final=final)
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            if status in store.DELIVERED:
+                reached.append(channel)
+        if errors:
+            raise NotificationsPending(
+                f"{len(errors)} of {len(channels)} notifications pending: "
+                + "; ".join(str(e) for e in errors)
+            ) from errors[0]
+        return reached
+
+    async def send_email(
+        self, view: IncidentView, kind: NotificationKind, *, to: str | None = None, final: bool
+    ) -> str:
+        key = store.Key(view.incident_id, "email", kind)
+        try:
+            email = email_message(
+                view, kind, self.settings.mail_from, self.settings.support_address, to=to
+            )
+        except ValueError as exc:
+            return await self._refuse(key, None, "", f"invalid email address: {exc}")
+        return await self._deliver(
+            key,
+            mask_email(email.recipient),
+            email.text,
+            lambda: self.mailer.send(email.mail, email.sender, email.recipient),
+            final=final,
+        )
+
+    async def send_text(
+        self, view: IncidentView, channel: str, phone: str | None, *, final: bool
+    ) -> str:
+        key = store.Key(view.incident_id, channel, "ack")
+        body = text_message(view)
+        if not phone:
+            return await self._refuse(key, None, body, "no phone number on the incident")
+        try:
+            number = to_e164(phone)
+        except ValueError as exc:
+            return await self._refuse(key, mask_phone(phone), body, f"invalid phone number: {exc}")
+        text_channel: TextChannel = "whatsapp" if channel == "whatsapp" else "sms"
+        return await self._deliver(
+            key,
+            mask_phone(number),
+            body,
+            lambda: self.texts.send(text_channel, number, body),
+            final=final,
+        )
+
+    async def _deliver(
+        self, key: store.Key, recipient: str | None, message: str, send: Send, *, final: bool
+    ) -> str:
+        """Send once; the notification's status afterwards. Raises when it is to be retried."""
+        async with self._pool().acquire() as conn:
+            claim = await store.claim(
+                conn, key, recipient, message, self.settings.send_lease_seconds
+            )
+        if claim.lease is None:
+            if claim.status in store.DELIVERED or not claim.retryable:
+                return claim.status  # done before: a redelivery sends nothing
+            raise NotificationBusy(f"{key.channel}/{key.kind} is {claim.status} elsewhere")
+        # Shielded: a handler cancelled mid-send (broker connection lost, shutdown) still
+        # records what the provider did; else the lease would expire and the mail go twice.
+        return await asyncio.shield(self._send_and_record(key, claim.lease, send, final=final))
+
+    async def _send_and_record(
+        self, key: store.Key, lease: datetime, send: Send, *, final: bool
+    ) -> str:
+        try:
+            delivery = await send()
+        except PermanentFailure as exc:
+            await self._record_failure(key, lease, exc, retryable=False, final=final)
+            return "failed"
+        except Exception as exc:
+            await self._record_failure(key, lease, exc, retryable=True, final=final)
+            # Retried with back-off by the delivery policy, then dead-lettered.
+            raise SendFailed(f"{key.channel}/{key.kind}: {type(exc).__name__}") from exc
+        # The provider has it. Recording must outlast a database restart: give up only well
+        # inside the lease, so no other delivery can have claimed the row meanwhile.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            stop=stop_after_delay(self.settings.send_lease_seconds / 2),
+            reraise=True,
+        ):
+            with attempt:
+                async with self._pool().acquire() as conn:
+                    await store.record_delivered(
+                        conn, key, delivery.status, delivery.provider_message_id
+                    )
+        self._log(key, delivery.status)
+        return delivery.status
+
+    async def _record_failure(
+        self, key: store.Key, lease: datetime, exc: Exception, *, retryable: bool, final: bool
+    ) -> None:
+        async with self._pool().acquire() as conn:
+            await store.record_failure(
+                conn, key, lease, repr(exc), retryable=retryable, final=final
+            )
+        self._log(key, "failed" if final or not retryable else "queued", error=type(exc).__name__)
+
+    async def _refuse(
+        self, key: store.Key, recipient: str | None, message: str, reason: str
+    ) -> str:
+        async with self._pool().acquire() as conn:
+            await store.record_refused(conn, key, recipient, message, reason)
+        self._log(key, "failed", error=reason.split(":")[0])
+        return "failed"
+
+    @staticmethod
+    def _log(key: store.Key, status: str, error: str | None = None) -> None:
+        record_notification(key.channel, key.kind, status)
+        # No recipient in the log line: addresses and numbers are customer data.
+        log.info(
+            "notification %s",
+            status,
+            extra={
+                "incident_id": str(key.incident_id),
+                "channel": key.channel,
+                "kind": key.kind,
+                "status": status,
+                "error": error,
+            },
+        )

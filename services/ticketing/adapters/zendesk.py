@@ -1,0 +1,77 @@
+"""Zendesk Tickets API: ``POST /api/v2/tickets.json`` with an API token, idempotent by key.
+
+Priority, from category and sentiment:
+
+| category                                           | negative | neutral | positive |
+|----------------------------------------------------|----------|---------|----------|
+| fraud_report                                       | urgent   | urgent  | urgent   |
+| account_locked, duplicate_payment, failed_payment  | urgent   | high    | high     |
+| refund_request, statement_error, other             | high     | normal  | low      |
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import httpx
+
+from services.ticketing.adapters.http import malformed, post_json
+from services.ticketing.tickets import TicketRequest
+
+Priority = Literal["urgent", "high", "normal", "low"]
+
+# Money at risk: always urgent.
+URGENT_CATEGORIES = frozenset({"fraud_report"})
+# The customer cannot pay, or paid twice: high, urgent when they are upset as well.
+BLOCKING_CATEGORIES = frozenset({"account_locked", "duplicate_payment", "failed_payment"})
+
+
+def zendesk_priority(category: str, sentiment: str) -> Priority:
+    if category in URGENT_CATEGORIES:
+        return "urgent"
+    if category in BLOCKING_CATEGORIES:
+        return "urgent" if sentiment == "negative" else "high"
+    return {"negative": "high", "positive": "low"}.get(sentiment, "normal")  # type: ignore[return-value]
+
+
+class ZendeskTicketSystem:
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, email: str, api_token: str
+    ) -> None:
+        self._client = client
+        self._url = base_url.rstrip("/") + "/api/v2/tickets.json"
+        self._auth = httpx.BasicAuth(f"{email}/token", api_token)
+
+    async def create_ticket(self, request: TicketRequest) -> str:
+        body = await post_json(
+            self._client,
+            self._url,
+            {
+                "ticket": {
+                    "subject": request.subject,
+                    "comment": {"body": _comment(request)},
+                    "tags": [request.category, f"sentiment_{request.sentiment}", "incidentflow"],
+                    "priority": zendesk_priority(request.category, request.sentiment),
+                    # Findable by the incident even without the idempotency window (24 h).
+                    "external_id": request.idempotency_key,
+                }
+            },
+            # Zendesk answers a repeated key with the first ticket instead of a second one.
+            headers={"Idempotency-Key": request.idempotency_key},
+            auth=self._auth,
+        )
+        ticket = body.get("ticket") if isinstance(body, dict) else None
+        ticket_id = ticket.get("id") if isinstance(ticket, dict) else None
+        if ticket_id in (None, ""):
+            raise malformed("ticket.id")
+        return str(ticket_id)
+
+
+def _comment(request: TicketRequest) -> str:
+    return (
+        f"{request.message}\n\n"
+        f"Customer: {request.customer_id}\n"
+        f"Category: {request.category}\n"
+        f"Sentiment: {request.sentiment}\n"
+        f"Incident: {request.incident_id}"
+    )

@@ -1,0 +1,45 @@
+"""The small `make chaos`: every service killed once, RabbitMQ and Postgres restarted once,
+while incidents keep arriving. Nothing accepted is lost and no ticket is opened twice.
+
+It restarts the local servers, so it needs rabbitmqctl and pg_ctlcluster on this host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from incidentflow.stack import REPO_ROOT
+from tests.e2e.test_restarts import require
+
+LAST_LINE = re.compile(
+    r"accepted=(\d+) completed=(\d+) lost=(\d+) duplicate_tickets=(\d+) duplicate_emails=(\d+)"
+)
+
+
+def test_chaos_loses_nothing_and_opens_no_second_ticket(rabbitmq_url: str) -> None:
+    require("rabbitmqctl")
+    require("pg_ctlcluster")
+    result = subprocess.run(
+        [sys.executable, "scripts/chaos.py", "--count", "150", "--rate", "5", "--settle", "240"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
+    print(result.stdout)
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    match = LAST_LINE.fullmatch(last)
+    assert match, result.stdout[-3000:] + result.stderr[-3000:]
+    accepted, completed, lost, duplicate_tickets, duplicate_emails = map(int, match.groups())
+    # Clients resend with the same Idempotency-Key, so every incident is accepted in the end.
+    assert accepted == 150
+    assert (completed, lost, duplicate_tickets) == (150, 0, 0)
+    # The known gap (docs/reliability.md): a notifier killed after the SMTP server took a mail
+    # and before recording it sends that mail again when its lease runs out. One kill hits the
+    # one or two sends in flight at most.
+    assert duplicate_emails <= 2

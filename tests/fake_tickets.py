@@ -1,0 +1,282 @@
+"""A fake ticket API on loopback speaking the generic REST, Zendesk and Jira shapes.
+
+A real HTTP server: it honours ``Idempotency-Key`` (same key → the same ticket, answered
+again), answers Jira's JQL search by label, records every request as it arrived, and can be
+told to fail (5xx), throttle (429 + Retry-After), hang, or be down — refusing connections
+(``down()``) or accepting and dropping them (``down(reset=True)``, which counts the calls).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.fakes import LoopbackServer, Received
+
+REST_PATH = "/api/tickets"
+ZENDESK_PATH = "/api/v2/tickets.json"
+JIRA_ISSUE_PATH = "/rest/api/3/issue"
+JIRA_SEARCH_PATH = "/rest/api/3/search/jql"
+
+
+@dataclass
+class Fault:
+    """How the next request goes wrong."""
+
+    status: int = 500
+    retry_after: float | None = None
+    # Sleep this long before answering (past the client's timeout: a hang).
+    hang: float = 0.0
+    # Create the ticket first, then hang or fail: the answer is lost, the ticket is not.
+    after_create: bool = False
+
+
+@dataclass
+class Ticket:
+    id: str
+    kind: str
+    incident_id: str
+    body: Any
+
+
+@dataclass
+class FakeTicketApi:
+    rest_id_field: str = "id"
+    received: list[Received] = field(default_factory=list)
+    tickets: list[Ticket] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    # Connections accepted and dropped while down(reset=True).
+    dropped: int = 0
+    # Every good answer takes this long (a slow but healthy API).
+    latency: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    url: str = ""
+    # (path, Idempotency-Key) → the answer to replay: each API has its own keys.
+    _replies: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    _mode: str = "up"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _connections: set[socket.socket] = field(default_factory=set)
+    _httpd: ThreadingHTTPServer | None = None
+    _port: int = 0
+
+    def fail(self, *faults: Fault) -> None:
+        """The next requests, one fault each, in order; then normal answers again."""
+        with self._lock:
+            self.faults.extend(faults)
+
+    def tickets_for(self, incident_id: object) -> list[Ticket]:
+        with self._lock:
+            return [t for t in self.tickets if t.incident_id == str(incident_id)]
+
+    def requests_to(self, path: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.path == path]
+
+    # --- up and down -------------------------------------------------------------------
+
+    def start(self) -> None:
+        handler = _handler(self)
+        httpd = LoopbackServer(("127.0.0.1", self._port), handler)
+        self._port = int(httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self._port}"
+        self._httpd = httpd
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self._mode = "up"
+
+    def down(self, *, reset: bool = False) -> None:
+        """Refuse connections (stop listening), or with ``reset`` accept and drop each one."""
+        if reset:
+            self._mode = "reset"
+            self._cut_connections()
+            return
+        self._mode = "down"
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        self._cut_connections()
+
+    def up(self) -> None:
+        if self._httpd is None:
+            self.start()
+        self._mode = "up"
+
+    def stop(self) -> None:
+        self.down()
+
+    def _cut_connections(self) -> None:
+        # Kept-alive connections would otherwise go on being served.
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    # --- answering ------------------------------------------------------------------------
+
+    def answer(self, request: Received) -> tuple[int, Any, dict[str, str], float]:
+        """Status, body, extra headers and how long to sleep first."""
+        with self._lock:
+            self.received.append(request)
+            fault = self.faults.pop(0) if self.faults else None
+        if fault is not None and not fault.after_create:
+            return self._fault_answer(fault)
+        status, body, headers = self._route(request)
+        if fault is not None:
+            return self._fault_answer(fault)
+        return status, body, headers, self.latency
+
+    @staticmethod
+    def _fault_answer(fault: Fault) -> tuple[int, Any, dict[str, str], float]:
+        headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+        return fault.status, {"error": "injected"}, headers, fault.hang
+
+    def _route(self, request: Received) -> tuple[int, Any, dict[str, str]]:
+        if request.method != "POST":
+            return 405, {"error": "method"}, {}
+        body = request.json()
+        if request.path == JIRA_SEARCH_PATH:
+            return 200, self._search(body), {}
+        kind = {REST_PATH: "rest", ZENDESK_PATH: "zendesk", JIRA_ISSUE_PATH: "jira"}.get(
+            request.path
+        )
+        if kind is None:
+            return 404, {"error": "no such path"}, {}
+        header = request.headers.get("idempotency-key")
+        key = None if header is None else (request.path, header)
+        with self._lock:
+            if key is not None and key in self._replies:
+                status, reply = self._replies[key]
+                return status, reply, {"X-Idempotent-Replay": "true"}
+            number = len(self.tickets) + 1
+            ticket_id, reply = self._create(kind, number, body)
+            self.tickets.append(Ticket(ticket_id, kind, _incident_of(kind, body), body))
+            if key is not None:
+                self._replies[key] = (201, reply)
+        return 201, reply, {}
+
+    def _create(self, kind: str, number: int, body: Any) -> tuple[str, Any]:
+        if kind == "rest":
+            ticket_id = f"REST-{number}"
+            return ticket_id, {self.rest_id_field: ticket_id, "createdAt": "2025-11-09"}
+        if kind == "zendesk":
+            ticket_id = str(1000 + number)
+            return ticket_id, {"ticket": {"id": int(ticket_id), **body["ticket"]}}
+        key = f"{body['fields']['project']['key']}-{number}"
+        return key, {"id": str(10000 + number), "key": key, "self": f"{self.url}/issue/{key}"}
+
+    def _search(self, body: Any) -> Any:
+        jql = str(body.get("jql", ""))
+        project = re.search(r'project = "([^"]+)"', jql)
+        label = re.search(r'labels = "([^"]+)"', jql)
+        with self._lock:
+            issues = [
+                {"id": str(10000 + i), "key": t.id}
+                for i, t in enumerate(self.tickets, start=1)
+                if t.kind == "jira"
+                and project is not None
+                and t.id.startswith(project.group(1) + "-")
+                and label is not None
+                and label.group(1) in t.body["fields"]["labels"]
+            ]
+        return {"issues": issues[: int(body.get("maxResults", 50))], "isLast": True}
+
+
+def _incident_of(kind: str, body: Any) -> str:
+    if kind == "rest":
+        return str(body.get("incident_id"))
+    if kind == "zendesk":
+        return str(body["ticket"]["external_id"]).removeprefix("incident-")
+    labels = [str(label) for label in body["fields"]["labels"]]
+    return next(
+        (
+            label.removeprefix("incidentflow-")
+            for label in labels
+            if label != "incidentflow" and label.startswith("incidentflow-")
+        ),
+        "",
+    )
+
+
+def _handler(api: FakeTicketApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real APIs do
+
+        def setup(self) -> None:
+            super().setup()
+            with api._lock:
+                api._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with api._lock:
+                api._connections.discard(self.connection)
+            with suppress(OSError):
+                super().finish()
+
+        def handle_one_request(self) -> None:
+            if api._mode == "reset":
+                with api._lock:
+                    api.dropped += 1
+                # Linger 0: closing sends a reset, as a dead load balancer does.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            super().handle_one_request()
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Received(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                self.rfile.read(length),
+            )
+            with api._lock:
+                api.in_flight += 1
+                api.max_in_flight = max(api.max_in_flight, api.in_flight)
+            try:
+                status, body, headers, delay = api.answer(request)
+                time.sleep(delay)
+            finally:
+                with api._lock:
+                    api.in_flight -= 1
+            payload = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:
+                pass  # the client gave up (a timeout), or we were taken down
+
+        do_GET = do_POST
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextmanager
+def fake_ticket_api(*, rest_id_field: str = "id") -> Iterator[FakeTicketApi]:
+    api = FakeTicketApi(rest_id_field=rest_id_field)
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()

@@ -1,0 +1,213 @@
+"""The outbox relay survives what a broker does to it: cancelled confirms, refusals, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+
+from contracts.events import IncidentReceived
+from incidentflow.messaging import make_broker
+from incidentflow.sandbox import free_port
+from services.ingest import store
+from services.ingest.app import fingerprint
+from services.ingest.relay import OutboxRelay
+from tests.services.ingest.conftest import (
+    bind_received_queue,
+    count,
+    ingest_settings,
+    serve,
+)
+
+BODY = {"customer_id": "bp-1", "channel": "email", "email": "a@b.co"}
+
+
+async def accepted(pool: asyncpg.Pool) -> IncidentReceived:
+    event = IncidentReceived(
+        incident_id=uuid.uuid4(),
+        customer_id="relay",
+        channel="email",
+        message="charged twice",
+        email="a@b.co",
+        created_at=datetime.now(UTC),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await store.record_incident(conn, event, fingerprint(event.message))
+    return event
+
+
+async def published(pool: asyncpg.Pool, event: IncidentReceived, timeout: float = 10) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        at = await pool.fetchval(
+            "SELECT published_at FROM outbox WHERE event_id = $1", event.event_id
+        )
+        if at is not None:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_cancelled_confirm_does_not_kill_the_relay(
+    vhost_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bind_received_queue(vhost_url, "test.received")
+    broker = make_broker(vhost_url, prefetch=1)
+    await broker.connect()
+    real_publish = broker.publish
+    calls = 0
+
+    async def publish_cancelled_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            # What aiormq does to a pending confirm when the connection drops.
+            raise asyncio.CancelledError
+        return await real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "publish", publish_cancelled_once)
+    relay = OutboxRelay(pool, broker, interval=0.1, batch_size=50)
+    event = await accepted(pool)
+    relay.start()
+    try:
+        assert await published(pool, event)
+        assert calls >= 2 and relay.running
+        later = await accepted(pool)
+        relay.wake()
+        assert await published(pool, later)
+    finally:
+        await relay.stop()
+        await broker.stop()
+    assert not relay.running  # its own cancellation still stops it
+
+
+async def test_a_cancelled_database_call_does_not_kill_the_relay(
+    vhost_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bind_received_queue(vhost_url, "test.received")
+    broker = make_broker(vhost_url, prefetch=1)
+    await broker.connect()
+    real_pending = store.pending_outbox
+    calls = 0
+
+    async def pending_cancelled_once(conn: asyncpg.Connection, limit: int) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncio.CancelledError
+        return await real_pending(conn, limit)
+
+    monkeypatch.setattr(store, "pending_outbox", pending_cancelled_once)
+    relay = OutboxRelay(pool, broker, interval=0.1, batch_size=50)
+    event = await accepted(pool)
+    relay.start()
+    try:
+        assert await published(pool, event)
+        assert relay.running
+    finally:
+        await relay.stop()
+        await broker.stop()
+
+
+async def queue_length(url: str, name: str, *, purge: bool = False) -> int:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        if purge:
+            await queue.purge()
+        return int(queue.declaration_result.message_count or 0)
+
+
+async def test_refused_by_a_full_queue_is_503_and_stores_nothing(
+    vhost_url: str, database_url: str
+) -> None:
+    await bind_received_queue(
+        vhost_url, "tiny.received", **{"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
+    # Events earlier tests left unpublished would fill the tiny queue before our first two.
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    finally:
+        await conn.close()
+    settings = ingest_settings(vhost_url, database_url)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        first = await client.post("/api/incidents", json={**BODY, "message": "first"})
+        assert first.status_code == 202, first.text
+        second = await client.post("/api/incidents", json={**BODY, "message": "second"})
+        assert second.status_code == 202  # stored: the broker has not refused anything yet
+        refused = None
+        for attempt in range(100):
+            response = await client.post(
+                "/api/incidents",
+                json={**BODY, "customer_id": f"bp-{attempt}", "message": "probe"},
+            )
+            assert response.status_code in (202, 503), response.text
+            if response.status_code == 503:
+                refused = response
+                break
+            await asyncio.sleep(0.1)
+        assert refused is not None, "the broker's nack never reached the API"
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "nothing was stored" in refused.json()["detail"]
+        before = await count(database_url, "SELECT count(*) FROM incidents")
+        again = await client.post("/api/incidents", json={**BODY, "message": "while full"})
+        assert again.status_code == 503
+        assert await count(database_url, "SELECT count(*) FROM incidents") == before
+        # Every stored incident is still pending in the outbox, none silently dropped.
+        assert (
+            await count(
+                database_url,
+                "SELECT count(*) FROM outbox o"
+                " JOIN incidents i ON i.id = (o.payload->>'incident_id')::uuid"
+                " WHERE i.customer_id LIKE $1 AND o.published_at IS NULL",
+                "bp-%",
+            )
+            >= 1
+        )
+        assert await queue_length(vhost_url, "tiny.received") == 1
+
+        # A consumer drains the queue: the relay's backlog goes out, one event per free slot,
+        # and once the broker refuses nothing ingest accepts again.
+        for _ in range(100):
+            await queue_length(vhost_url, "tiny.received", purge=True)
+            response = await client.post(
+                "/api/incidents", json={**BODY, "customer_id": "bp-after", "message": "purged"}
+            )
+            if response.status_code == 202:
+                break
+            await asyncio.sleep(0.1)
+        assert response.status_code == 202
+
+
+async def test_broker_unreachable_still_accepts(database_url: str) -> None:
+    settings = ingest_settings(f"amqp://guest:guest@127.0.0.1:{free_port()}/", database_url)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.post(
+            "/api/incidents", json={**BODY, "customer_id": "down-1", "message": "broker away"}
+        )
+        assert response.status_code == 202
+        incident_id = response.json()["incident_id"]
+        await asyncio.sleep(0.5)  # a relay round or two against the closed port
+        again = await client.post(
+            "/api/incidents", json={**BODY, "customer_id": "down-1", "message": "still away"}
+        )
+        assert again.status_code == 202
+        stats = await client.get("/api/stats")
+        assert stats.status_code == 200 and stats.json()["dead_letters"] is None
+    assert (
+        await count(
+            database_url,
+            "SELECT count(*) FROM outbox"
+            " WHERE payload->>'incident_id' = $1 AND published_at IS NULL",
+            incident_id,
+        )
+        == 1
+    )

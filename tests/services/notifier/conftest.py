@@ -1,0 +1,165 @@
+"""Real SMTP servers (aiosmtpd) on loopback that record what arrived, a self-signed
+certificate made at test time, and a broker vhost of each test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from incidentflow.sandbox import free_port, own_vhost
+from tests.conftest import RABBITMQ_URL
+
+SMTP_USER = "notifier"
+SMTP_PASSWORD = "s3cret"
+
+
+@dataclass(frozen=True)
+class Arrived:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = message_from_bytes(self.raw, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps every message; optionally slow, or failing at first."""
+
+    delay: float = 0.0
+    # Answers to give to the first DATA commands instead of accepting (e.g. "451 …").
+    refusals: list[str] = field(default_factory=list)
+    arrived: list[Arrived] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    port: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            with self._lock:
+                if self.refusals:
+                    return self.refusals.pop(0)
+                self.arrived.append(
+                    Arrived(
+                        str(envelope.mail_from),
+                        list(envelope.rcpt_tos),
+                        envelope.original_content or b"",
+                    )
+                )
+            return "250 2.0.0 Ok: queued as TESTQUEUEID"
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def authenticate(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        SMTP_USER.encode(),
+        SMTP_PASSWORD.encode(),
+    )
+    # handled=False: aiosmtpd answers the failure itself (535).
+    return AuthResult(success=ok, handled=False)
+
+
+@contextmanager
+def smtp_server(inbox: Inbox, **smtp_parameters: Any) -> Iterator[Inbox]:
+    """``inbox`` served on a free loopback port; ``smtp_parameters`` go to aiosmtpd's SMTP
+    (``tls_context``, ``authenticator`` …) or, as ``ssl_context``, make it implicit TLS."""
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port, **smtp_parameters)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    with smtp_server(Inbox()) as running:
+        yield running
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for 127.0.0.1 and localhost: its own CA file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "incidentflow test SMTP")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    paths = Certificate(directory / "cert.pem", directory / "key.pem")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.fixture
+def broker_url(rabbitmq_url: str) -> Iterator[str]:
+    """A vhost of this test's own: no other test's messages or consumers in its queues."""
+    base = RABBITMQ_URL if "incidentflow-test" in rabbitmq_url else rabbitmq_url
+    with own_vhost(base) as url:
+        yield url

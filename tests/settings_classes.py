@@ -1,0 +1,20 @@
+"""The six services' settings classes, for tests that check something of every one."""
+
+from __future__ import annotations
+
+from incidentflow.settings import CommonSettings
+from services.classifier.settings import ClassifierSettings
+from services.ingest.settings import IngestSettings
+from services.notifier.settings import NotifierSettings
+from services.reminder.settings import ReminderSettings
+from services.sentiment.settings import SentimentSettings
+from services.ticketing.settings import TicketingSettings
+
+SERVICE_SETTINGS: list[type[CommonSettings]] = [
+    IngestSettings,
+    SentimentSettings,
+    ClassifierSettings,
+    TicketingSettings,
+    NotifierSettings,
+    ReminderSettings,
+]

@@ -8,9 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
+from aio_pika.exceptions import AMQPConnectionError
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import DBAPIError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from contracts.topology import Route
 from incidentflow.db import create_pool, migrate
@@ -59,11 +67,7 @@ class ServiceRuntime:
         configure_logging(self.name, self.settings.log_level)
         install_log_filter()
         configure_tracing(self.name, self.settings.otel_exporter_otlp_endpoint)
-        if self.settings.migrate_on_start:
-            await migrate(self.settings.database_url)
-        self._pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
-        # Dead-letter queues exist before the first message could need one.
-        await self.broker.connect()
+        await self._connect()
         await declare_routes(self.broker, self.routes)
         for hook in self.on_connected:
             await hook()
@@ -78,6 +82,31 @@ class ServiceRuntime:
             self._pool = None
             log.info("service stopped", extra={"event": "stop"})
             flush_spans()
+
+    async def _connect(self) -> None:
+        """Migrations, pool and broker connection, retried while either server restarts: a
+        service started during a Postgres or RabbitMQ restart waits rather than exits."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(
+                (OSError, asyncpg.PostgresError, DBAPIError, AMQPConnectionError)
+            ),
+            wait=wait_exponential_jitter(initial=0.5, max=5),
+            stop=stop_after_delay(self.settings.startup_wait_seconds),
+            before_sleep=lambda state: log.warning(
+                "dependencies not reachable yet, retrying",
+                extra={"event": "start_retry", "error": repr(state.outcome.exception())},
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                if self.settings.migrate_on_start:
+                    await migrate(self.settings.database_url)
+                if self._pool is None:
+                    self._pool = await create_pool(
+                        self.settings.database_url, self.settings.db_pool_size
+                    )
+                # Dead-letter queues exist before the first message could need one.
+                await self.broker.connect()
 
     async def ready(self) -> bool:
         """Ready means consuming (queues declared and bound), and broker and database answer."""

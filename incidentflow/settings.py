@@ -115,6 +115,10 @@ class CommonSettings(BaseSettings):
     # Unacked messages per consumer; bounded so one slow step cannot hoard a queue.
     prefetch: int = Field(50, ge=1, le=1000)
     migrate_on_start: bool = Field(True, validation_alias=_unprefixed("MIGRATE_ON_START"))
+    # How long a starting service waits for Postgres and RabbitMQ before it gives up and exits.
+    startup_wait_seconds: float = Field(
+        60.0, ge=0, le=3600, validation_alias=_unprefixed("STARTUP_WAIT_SECONDS")
+    )
     # OTLP/HTTP collector base URL (the standard OpenTelemetry variable); unset: no export.
     otel_exporter_otlp_endpoint: str | None = Field(
         None, validation_alias=_unprefixed("OTEL_EXPORTER_OTLP_ENDPOINT")

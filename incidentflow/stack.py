@@ -124,7 +124,13 @@ class Stack:
         while pending:
             for name in list(pending):
                 if self.pid(name) is None:
-                    raise RuntimeError(f"{name} exited; see {self.log_dir / name}.log")
+                    log = self.log_dir / f"{name}.log"
+                    tail = (
+                        log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+                    )
+                    raise RuntimeError(
+                        f"{name} exited; see {log}; its last lines:\n" + "\n".join(tail)
+                    )
                 try:
                     if httpx.get(self.url(name) + "/health/ready", timeout=2).status_code == 200:
                         pending.discard(name)

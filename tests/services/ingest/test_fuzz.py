@@ -33,7 +33,8 @@ CASES_PER_OPERATION = 200
 generated: Counter[str] = Counter()
 
 
-@pytest.fixture(scope="session")
+# Module scope: its outbox relay must be gone before the relay tests, which share the database.
+@pytest.fixture(scope="module")
 def ingest_url(
     rabbitmq_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
@@ -87,7 +88,7 @@ def ingest_url(
         process.wait(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ingest_schema(ingest_url: str) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(ingest_url + "/openapi.json")
 

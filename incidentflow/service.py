@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential_jitter,
@@ -36,6 +37,14 @@ from incidentflow.tracing import (
 log = logging.getLogger("incidentflow.service")
 
 Hook = Callable[[], Awaitable[None]]
+
+
+def _log_start_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "dependencies not reachable yet, retrying",
+        extra={"event": "start_retry", "error": repr(error)},
+    )
 
 
 class ServiceRuntime:
@@ -78,7 +87,7 @@ class ServiceRuntime:
             self._consuming = False
             for hook in self.on_stopping:
                 await hook()
-            await self._pool.close()
+            await self.pool.close()
             self._pool = None
             log.info("service stopped", extra={"event": "stop"})
             flush_spans()
@@ -92,10 +101,7 @@ class ServiceRuntime:
             ),
             wait=wait_exponential_jitter(initial=0.5, max=5),
             stop=stop_after_delay(self.settings.startup_wait_seconds),
-            before_sleep=lambda state: log.warning(
-                "dependencies not reachable yet, retrying",
-                extra={"event": "start_retry", "error": repr(state.outcome.exception())},
-            ),
+            before_sleep=_log_start_retry,
             reraise=True,
         ):
             with attempt:

@@ -8,7 +8,6 @@ told to fail (5xx), throttle (429 + Retry-After), hang, or be down — refusing 
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import struct
@@ -17,10 +16,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fakes import LoopbackServer, Received
+from tests.fakes import InFlight, JsonHandler, LoopbackServer, Received
 
 REST_PATH = "/api/tickets"
 ZENDESK_PATH = "/api/v2/tickets.json"
@@ -58,16 +56,19 @@ class FakeTicketApi:
     dropped: int = 0
     # Every good answer takes this long (a slow but healthy API).
     latency: float = 0.0
-    in_flight: int = 0
-    max_in_flight: int = 0
+    calls: InFlight = field(default_factory=InFlight)
     url: str = ""
     # (path, Idempotency-Key) → the answer to replay: each API has its own keys.
     _replies: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     _mode: str = "up"
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _connections: set[socket.socket] = field(default_factory=set)
-    _httpd: ThreadingHTTPServer | None = None
+    _httpd: LoopbackServer | None = None
     _port: int = 0
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.calls.most
 
     def fail(self, *faults: Fault) -> None:
         """The next requests, one fault each, in order; then normal answers again."""
@@ -85,12 +86,11 @@ class FakeTicketApi:
     # --- up and down -------------------------------------------------------------------
 
     def start(self) -> None:
-        handler = _handler(self)
-        httpd = LoopbackServer(("127.0.0.1", self._port), handler)
+        # The same port again after down(): clients keep their configured URL.
+        httpd = LoopbackServer.started(_handler(self), self._port, poll_interval=0.05)
         self._port = int(httpd.server_address[1])
-        self.url = f"http://127.0.0.1:{self._port}"
+        self.url = httpd.url
         self._httpd = httpd
-        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
         self._mode = "up"
 
     def down(self, *, reset: bool = False) -> None:
@@ -101,8 +101,7 @@ class FakeTicketApi:
             return
         self._mode = "down"
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            self._httpd.stop()
             self._httpd = None
         self._cut_connections()
 
@@ -208,8 +207,8 @@ def _incident_of(kind: str, body: Any) -> str:
     )
 
 
-def _handler(api: FakeTicketApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler(api: FakeTicketApi) -> type[JsonHandler]:
+    class Handler(JsonHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real APIs do
 
         def setup(self) -> None:
@@ -236,38 +235,13 @@ def _handler(api: FakeTicketApi) -> type[BaseHTTPRequestHandler]:
             super().handle_one_request()
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            request = Received(
-                self.command,
-                self.path,
-                {k.lower(): v for k, v in self.headers.items()},
-                self.rfile.read(length),
-            )
-            with api._lock:
-                api.in_flight += 1
-                api.max_in_flight = max(api.max_in_flight, api.in_flight)
-            try:
+            request = self.read_request()
+            with api.calls.serving():
                 status, body, headers, delay = api.answer(request)
                 time.sleep(delay)
-            finally:
-                with api._lock:
-                    api.in_flight -= 1
-            payload = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-            except OSError:
-                pass  # the client gave up (a timeout), or we were taken down
+            self.send_json(status, body, headers)
 
         do_GET = do_POST
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
     return Handler
 

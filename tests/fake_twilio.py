@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes import Answer, LoopbackServer
+from tests.fakes import Answer, InFlight, JsonHandler, serving
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token"
@@ -40,10 +38,13 @@ class FakeTwilio:
     requests: int = 0
     unauthorised: int = 0
     texts: list[SentText] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
+    calls: InFlight = field(default_factory=InFlight)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sids: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.calls.most
 
     @property
     def path(self) -> str:
@@ -58,14 +59,9 @@ class FakeTwilio:
     ) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
+        with self.calls.serving():
             time.sleep(self.delay)
             return self._answer(path, authorization, form)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
 
     def _answer(
         self, path: str, authorization: str | None, form: bytes
@@ -93,33 +89,13 @@ def fake_twilio(
 ) -> Iterator[FakeTwilio]:
     twilio = FakeTwilio(account_sid, auth_token)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            status, body, headers = twilio.handle(
-                self.path, self.headers.get("Authorization"), self.rfile.read(length)
+            request = self.read_request()
+            self.send_json(
+                *twilio.handle(request.path, request.headers.get("authorization"), request.body)
             )
-            payload = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = LoopbackServer(("127.0.0.1", 0), Handler)
-    twilio.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as httpd:
+        twilio.url = httpd.url
         yield twilio
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -26,6 +26,53 @@ class LoopbackServer(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
+    @classmethod
+    def started(
+        cls, handler: type[BaseHTTPRequestHandler], port: int = 0, poll_interval: float = 0.5
+    ) -> LoopbackServer:
+        """Listening on 127.0.0.1:port (0: any free port), served from a daemon thread."""
+        httpd = cls(("127.0.0.1", port), handler)
+        threading.Thread(target=httpd.serve_forever, args=(poll_interval,), daemon=True).start()
+        return httpd
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[LoopbackServer]:
+    httpd = LoopbackServer.started(handler)
+    try:
+        yield httpd
+    finally:
+        httpd.stop()
+
+
+class InFlight:
+    """How many calls a fake is serving at once, and the most ever: the tests of concurrency
+    bounds read ``most``."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
+
 
 @dataclass
 class Answer:
@@ -46,6 +93,35 @@ class Received:
         return json.loads(self.body)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """Reads each request as it arrived, answers JSON, and logs nothing."""
+
+    def read_request(self) -> Received:
+        length = int(self.headers.get("Content-Length") or 0)
+        return Received(
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            self.rfile.read(length),
+        )
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            pass  # the client gave up (a timeout test), or the fake was taken down
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class FakeServer:
     def __init__(self, answers: list[Answer], default: Answer) -> None:
         self.answers = answers
@@ -53,17 +129,11 @@ class FakeServer:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self.url = ""
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.calls = InFlight()
 
-    def enter(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def leave(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
+    @property
+    def max_in_flight(self) -> int:
+        return self.calls.most
 
     def next_answer(self, request: Received) -> Answer:
         with self._lock:
@@ -75,46 +145,15 @@ class FakeServer:
 def fake_server(*answers: Answer, default: Answer | None = None) -> Iterator[FakeServer]:
     server = FakeServer(list(answers), default or Answer(200, {}))
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            request = Received(
-                self.command,
-                self.path,
-                {k.lower(): v for k, v in self.headers.items()},
-                self.rfile.read(length),
-            )
-            answer = server.next_answer(request)
-            server.enter()
-            time.sleep(answer.delay)
-            server.leave()
-            payload = (
-                answer.body.encode()
-                if isinstance(answer.body, str)
-                else json.dumps(answer.body).encode()
-            )
-            try:
-                self.send_response(answer.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
+            answer = server.next_answer(self.read_request())
+            with server.calls.serving():
+                time.sleep(answer.delay)
+            self.send_json(answer.status, answer.body, answer.headers)
 
         do_POST = do_GET = do_PUT = _handle
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = LoopbackServer(("127.0.0.1", 0), Handler)
-    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as httpd:
+        server.url = httpd.url
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -1,4 +1,4 @@
-"""How many messages wait in each dead-letter queue, asked of the broker (passive declares)."""
+"""How many messages wait in each dead-letter queue, for ``/api/stats``."""
 
 from __future__ import annotations
 
@@ -6,15 +6,11 @@ import asyncio
 import logging
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+from aiormq.exceptions import AMQPError
 
-from contracts.topology import WORK_ROUTES
+from incidentflow import dlq
 
 log = logging.getLogger("incidentflow.ingest.deadletters")
-
-DEAD_LETTER_QUEUES = tuple(route.dead_letter_queue.name for route in WORK_ROUTES)
-
 
 TIMEOUT_SECONDS = 3.0
 
@@ -29,21 +25,8 @@ async def dead_letter_counts(url: str) -> dict[str, int] | None:
         async with asyncio.timeout(TIMEOUT_SECONDS):
             connection = await aio_pika.connect(url, timeout=TIMEOUT_SECONDS)
             async with connection:
-                return await _count(connection)
+                # A queue not declared yet has had nothing dead-lettered to it.
+                return {name: count or 0 for name, count in await dlq.counts(connection)}
     except (OSError, AMQPError, TimeoutError) as exc:
         log.warning("dead-letter counts unavailable", extra={"error": repr(exc)})
         return None
-
-
-async def _count(connection: AbstractConnection) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    channel: AbstractChannel = await connection.channel()
-    for name in DEAD_LETTER_QUEUES:
-        try:
-            queue = await channel.declare_queue(name, passive=True)
-        except ChannelNotFoundEntity:
-            counts[name] = 0  # not declared yet: nothing has been dead-lettered there
-            channel = await connection.channel()
-            continue
-        counts[name] = queue.declaration_result.message_count or 0
-    return counts

@@ -122,12 +122,3 @@ def parse_address(value: str) -> Address:
         raise ValueError("not one well-formed email address")
     address: Address = addresses[0]
     return address
-
-
-def mask_email(address: str) -> str:
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_phone(number: str | None) -> str | None:
-    return None if not number else f"{number[:3]}***{number[-2:]}"

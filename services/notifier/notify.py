@@ -18,6 +18,7 @@ from tenacity import (
 from contracts.events import NotificationKind
 from incidentflow.metrics import record_notification
 from incidentflow.phone import to_e164
+from incidentflow.privacy import mask_email, mask_phone
 from services.notifier import store
 from services.notifier.adapters.base import (
     Delivery,
@@ -26,13 +27,7 @@ from services.notifier.adapters.base import (
     TextChannel,
     TextSender,
 )
-from services.notifier.compose import (
-    IncidentView,
-    email_message,
-    mask_email,
-    mask_phone,
-    text_message,
-)
+from services.notifier.compose import IncidentView, email_message, text_message
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger("incidentflow.notifier")

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -39,36 +40,19 @@ def otlp_collector() -> Iterator[OtlpCollector]:
         collector.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(
-    rabbitmq_url: str,
-    database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    otlp_collector: OtlpCollector,
-) -> Iterator[Stack]:
-    var_dir = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(var_dir: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """The six services and the dev inbox on free loopback ports, ready; stopped afterwards."""
     stack = Stack(
         var_dir=var_dir,
         base_port=free_port_block(6),
         mail_port=free_port(),
         env={
-            "RABBITMQ_URL": rabbitmq_url,
-            "DATABASE_URL": database_url,
-            "REMINDER_DELAY_SECONDS": str(REMINDER_DELAY_SECONDS),
-            # No prebuilt model: the classifier trains on the shipped data set at start.
-            "CLASSIFIER_MODEL_DIR": str(var_dir / "no-model"),
             "LOG_LEVEL": "INFO",
-            # The seed's furious message scores ~0.97 and its neutral one ~0.85 on the shipped
-            # model: one is trusted, the other goes to a human.
-            "CLASSIFIER_REVIEW_THRESHOLD": "0.9",
-            # The support team hears of incidents still open 8 s after they came in.
-            "REMINDER_ESCALATION_SECONDS": "8",
             # The tests submit as one customer from one address, far faster than a person.
             "INGEST_RATE_LIMIT_PER_KEY": "100000/minute",
             "INGEST_RATE_LIMIT_PER_CUSTOMER": "100000/minute",
-            # Spans exported within 200 ms, so a test sees an incident's trace promptly.
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            **env,
         },
     )
     stack.start()
@@ -77,6 +61,33 @@ def stack(
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    rabbitmq_url: str,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    otlp_collector: OtlpCollector,
+) -> Iterator[Stack]:
+    var_dir = tmp_path_factory.mktemp("stack")
+    env = {
+        "RABBITMQ_URL": rabbitmq_url,
+        "DATABASE_URL": database_url,
+        "REMINDER_DELAY_SECONDS": str(REMINDER_DELAY_SECONDS),
+        # No prebuilt model: the classifier trains on the shipped data set at start.
+        "CLASSIFIER_MODEL_DIR": str(var_dir / "no-model"),
+        # The seed's furious message scores ~0.97 and its neutral one ~0.85 on the shipped
+        # model: one is trusted, the other goes to a human.
+        "CLASSIFIER_REVIEW_THRESHOLD": "0.9",
+        # The support team hears of incidents still open 8 s after they came in.
+        "REMINDER_ESCALATION_SECONDS": "8",
+        # Spans exported within 200 ms, so a test sees an incident's trace promptly.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    with running_stack(var_dir, env) as stack:
+        yield stack
 
 
 def read_inbox(directory: Path) -> list[EmailMessage]:

@@ -57,7 +57,7 @@ class OtlpCollector:
     @property
     def endpoint(self) -> str:
         """The base URL, as OTEL_EXPORTER_OTLP_ENDPOINT takes it."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def _keep(self, request: ExportTraceServiceRequest) -> None:
         received: list[ReceivedSpan] = []
@@ -85,5 +85,4 @@ class OtlpCollector:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -24,8 +24,7 @@ from contracts.events import IncidentClassified
 from incidentflow.sandbox import own_database
 from incidentflow.stack import Stack
 from services.ticketing.tickets import fallback_ticket_id
-from tests.conftest import free_port, free_port_block
-from tests.e2e.conftest import publish
+from tests.e2e.conftest import publish, running_stack
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api
 
 BURST = 200
@@ -51,29 +50,16 @@ def api() -> Iterator[FakeTicketApi]:
 def outage_stack(
     isolated_rabbitmq_url: str, outage_database: str, api: FakeTicketApi, tmp_path: Path
 ) -> Iterator[Stack]:
-    stack = Stack(
-        var_dir=tmp_path,
-        base_port=free_port_block(6),
-        mail_port=free_port(),
-        env={
-            "RABBITMQ_URL": isolated_rabbitmq_url,
-            "DATABASE_URL": outage_database,
-            "INGEST_WAIT_SECONDS": str(WAIT_SECONDS),
-            # A burst from one test client is not abuse.
-            "INGEST_RATE_LIMIT_PER_KEY": "100000/minute",
-            "INGEST_RATE_LIMIT_PER_CUSTOMER": "100000/minute",
-            "TICKETING_BACKEND": "rest",
-            "TICKETING_URL": api.url + REST_PATH,
-            "TICKETING_TOKEN": "outage-token",
-            "LOG_LEVEL": "INFO",
-        },
-    )
-    stack.start()
-    try:
-        stack.wait_ready()
+    env = {
+        "RABBITMQ_URL": isolated_rabbitmq_url,
+        "DATABASE_URL": outage_database,
+        "INGEST_WAIT_SECONDS": str(WAIT_SECONDS),
+        "TICKETING_BACKEND": "rest",
+        "TICKETING_URL": api.url + REST_PATH,
+        "TICKETING_TOKEN": "outage-token",
+    }
+    with running_stack(tmp_path, env) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 async def submit_burst(stack: Stack) -> list[tuple[int, dict[str, Any], float]]:

@@ -55,13 +55,13 @@ async def test_start_waits_for_a_server_that_comes_back(
 ) -> None:
     port = free_port()
     real = urlsplit(database_url if away == "postgres" else rabbitmq_url)
-    urls = {
-        "RABBITMQ_URL": through(rabbitmq_url, port) if away == "rabbitmq" else rabbitmq_url,
-        "DATABASE_URL": through(database_url, port) if away == "postgres" else database_url,
-    }
-    runtime = ServiceRuntime(
-        "waiter", CommonSettings(**urls, MIGRATE_ON_START=True, STARTUP_WAIT_SECONDS=30), ()
+    settings = CommonSettings(
+        RABBITMQ_URL=through(rabbitmq_url, port) if away == "rabbitmq" else rabbitmq_url,
+        DATABASE_URL=through(database_url, port) if away == "postgres" else database_url,
+        MIGRATE_ON_START=True,
+        STARTUP_WAIT_SECONDS=30,
     )
+    runtime = ServiceRuntime("waiter", settings, ())
 
     async def come_back_later() -> None:
         await asyncio.sleep(2)

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from incidentflow.sandbox import free_port, own_vhost
 from tests.conftest import RABBITMQ_URL
+from tests.fakes import InFlight
 
 SMTP_USER = "notifier"
 SMTP_PASSWORD = "s3cret"
@@ -52,16 +53,16 @@ class Inbox:
     # Answers to give to the first DATA commands instead of accepting (e.g. "451 …").
     refusals: list[str] = field(default_factory=list)
     arrived: list[Arrived] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
+    calls: InFlight = field(default_factory=InFlight)
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def max_in_flight(self) -> int:
+        return self.calls.most
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
+        with self.calls.serving():
             if self.delay:
                 await asyncio.sleep(self.delay)
             with self._lock:
@@ -75,9 +76,6 @@ class Inbox:
                     )
                 )
             return "250 2.0.0 Ok: queued as TESTQUEUEID"
-        finally:
-            with self._lock:
-                self.in_flight -= 1
 
 
 def authenticate(

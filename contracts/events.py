@@ -48,8 +48,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(BaseModel):
-    """Envelope carried by every event."""
+class Envelope(BaseModel):
+    """Envelope carried by every message."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -60,7 +60,6 @@ class Event(BaseModel):
     requires_listener: ClassVar[bool] = True
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    incident_id: uuid.UUID
     occurred_at: datetime = Field(default_factory=_now)
     schema_version: int = 1
     # W3C trace context (traceparent / tracestate), so one incident is one trace.
@@ -69,6 +68,12 @@ class Event(BaseModel):
     @classmethod
     def routing_key(cls) -> str:
         return f"{cls.name}.v{cls.version}"
+
+
+class Event(Envelope):
+    """Something that happened to one incident: the envelope plus the incident's id."""
+
+    incident_id: uuid.UUID
 
 
 class IncidentReceived(Event):
@@ -146,3 +151,16 @@ class ReminderRequested(Event):
     email: str
     message: str
     created_at: datetime
+
+
+class ReminderTick(Envelope):
+    """Reminders due by ``due_at`` are to be fired now (delivered through the delay queues).
+
+    One tick stands for every reminder due in its slot of time, so the broker carries one
+    delayed message per slot instead of one per reminder; the reminders table says which
+    reminders those are. A tick also fires any older reminder still waiting.
+    """
+
+    name: ClassVar[str] = "reminder.tick"
+
+    due_at: datetime

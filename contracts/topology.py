@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from contracts.events import (
-    Event,
+    Envelope,
     IncidentAcknowledged,
     IncidentClassified,
     IncidentReceived,
@@ -24,6 +24,7 @@ from contracts.events import (
     IncidentTicketed,
     ReminderDue,
     ReminderRequested,
+    ReminderTick,
 )
 
 EVENTS = RabbitExchange("incidentflow.events", type=ExchangeType.TOPIC, durable=True)
@@ -44,7 +45,7 @@ class Route:
     """One consuming service's queue for one event, bound to EVENTS or to the delay exit."""
 
     service: str
-    event: type[Event]
+    event: type[Envelope]
     delayed: bool = False
 
     @property
@@ -69,8 +70,18 @@ class Route:
         return work_queue(self.queue_name, self.binding_key)
 
     @property
+    def retry_binding_key(self) -> str:
+        """How this queue's own retries find it through the delay exchanges: a failed
+        message goes back to this consumer alone, not to every queue bound for its event."""
+        return f"#.{retry_routing_key(self.queue_name)}"
+
+    @property
     def dead_letter_queue(self) -> RabbitQueue:
         return work_queue(dead_letter_queue_name(self.queue_name), self.queue_name, dlq=True)
+
+
+def retry_routing_key(queue_name: str) -> str:
+    return f"retry.{queue_name}"
 
 
 def work_queue(name: str, routing_key: str, *, dlq: bool = False) -> RabbitQueue:
@@ -100,6 +111,7 @@ NOTIFIER_TICKETED = Route("notifier", IncidentTicketed)
 NOTIFIER_REMINDER = Route("notifier", ReminderRequested)
 REMINDER_TICKETED = Route("reminder", IncidentTicketed)
 REMINDER_DUE = Route("reminder", ReminderDue, delayed=True)
+REMINDER_TICK = Route("reminder", ReminderTick, delayed=True)
 
 WORK_ROUTES: tuple[Route, ...] = (
     SENTIMENT_RECEIVED,
@@ -109,6 +121,7 @@ WORK_ROUTES: tuple[Route, ...] = (
     NOTIFIER_REMINDER,
     REMINDER_TICKETED,
     REMINDER_DUE,
+    REMINDER_TICK,
 )
 
 

@@ -21,9 +21,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    # asyncpg's default reset (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL) is a
+    # round trip on every release. Nothing here keeps session state: advisory locks are
+    # transaction-scoped, nobody LISTENs or SETs. Only an abandoned transaction is undone.
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(database_url: str, size: int = 5) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        database_url, min_size=1, max_size=size, init=_init_connection, command_timeout=30
+        database_url,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        reset=_reset_connection,
+        command_timeout=30,
     )
     assert pool is not None
     return pool

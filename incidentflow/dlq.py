@@ -19,11 +19,11 @@ from aio_pika.abc import (
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from contracts.topology import WORK_ROUTES, Route
-from incidentflow.messaging import ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
+from incidentflow.messaging import ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, RETRIES_HEADER
 
-# Set by the broker on dead-lettering or redelivery: a replayed message starts a fresh life,
-# so its retry back-off (x-delivery-count) and death history begin again.
-_BROKER_HEADERS = ("x-death", "x-delivery-count")
+# Set by the broker on dead-lettering or redelivery, or by our retries: a replayed message
+# starts a fresh life, so its retry count, back-off and death history begin again.
+_BROKER_HEADERS = ("x-death", "x-delivery-count", RETRIES_HEADER)
 _BROKER_HEADER_PREFIXES = ("x-first-death-", "x-last-death-")
 REPLAYED_FROM_HEADER = "x-incidentflow-replayed-from"
 REPLAYS_HEADER = "x-incidentflow-replays"

@@ -4,14 +4,15 @@
 - bounded prefetch;
 - a message whose payload does not match its contract goes straight to its dead-letter queue,
   with the validation error in its x-incidentflow-error header;
-- any other failure is retried after a back-off, and dead-lettered after DELIVERY_LIMIT tries.
+- any other failure is retried after a back-off through the delay queues (the message waits
+  in the broker, not in the consumer), and dead-lettered after DELIVERY_LIMIT tries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aio_pika import IncomingMessage
@@ -22,18 +23,40 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 from pydantic import ValidationError
 
-from contracts.events import Event
-from contracts.topology import DEAD_LETTERS, EVENTS, WORK_ROUTES, DelayLevels, Route
+from contracts.events import Envelope
+from contracts.topology import (
+    DEAD_LETTERS,
+    DELIVERY_LIMIT,
+    EVENTS,
+    WORK_ROUTES,
+    DelayLevels,
+    Route,
+    retry_routing_key,
+)
 from incidentflow.privacy import mask_text
 
 log = logging.getLogger("incidentflow.messaging")
 
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 30
+# How many times a message was sent back through the delay queues after failing.
+RETRIES_HEADER = "x-incidentflow-retries"
 
 
-def retry_backoff(attempt: int) -> float:
-    """Seconds to hold a failed message before handing it back: 0.5, 1, 2, 4 … 30."""
-    return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** max(attempt, 0)))
+def retry_backoff(attempt: int) -> int:
+    """Seconds a failed message waits before its next try: 1, 2, 4, 8, 16, 30, 30 …"""
+    return int(min(MAX_BACKOFF_SECONDS, 2 ** max(attempt, 0)))
+
+
+def earlier_attempts(headers: Mapping[str, Any] | None) -> int:
+    """Tries of this message that failed before this delivery: the retries it went through
+    the delay queues for, plus the broker's redeliveries of this copy (x-delivery-count)."""
+    found = headers or {}
+    return int(found.get(RETRIES_HEADER, 0) or 0) + int(found.get("x-delivery-count", 0) or 0)
+
+
+def is_last_delivery(headers: Mapping[str, Any] | None) -> bool:
+    """True on the try after which a failing message is dead-lettered, not retried."""
+    return earlier_attempts(headers) >= DELIVERY_LIMIT
 
 
 class DeliveryPolicy(BaseMiddleware):
@@ -49,44 +72,93 @@ class DeliveryPolicy(BaseMiddleware):
         except HandlerException:
             raise
         except ValidationError as exc:
-            if exc.title in _model_names(Event):
+            if exc.title in _model_names(Envelope):
                 # Our own code built an invalid event: a bug or bad data, not a bad message.
-                raise await _retry_later(msg, exc) from exc
+                raise await self._retry_later(msg, exc) from exc
             log.error(
                 "invalid payload, dead-lettered",
                 extra={"message_id": msg.message_id, "errors": exc.errors(include_url=False)},
             )
-            if await self._dead_letter_with_error(msg, exc):
-                raise AckMessage from exc
-            # The broker's own dead-lettering still keeps the message, only without the error.
-            raise RejectMessage from exc
+            raise await self._dead_letter(
+                msg, INVALID_PAYLOAD, describe_validation_error(exc)
+            ) from exc
         except Exception as exc:
-            raise await _retry_later(msg, exc) from exc
+            raise await self._retry_later(msg, exc) from exc
 
-    async def _dead_letter_with_error(self, msg: StreamMessage[Any], exc: ValidationError) -> bool:
-        """Put a copy carrying the validation error into the message's DLQ; True once the
-        broker confirmed it, so the original may be acked (a bare reject cannot carry why)."""
-        broker = self.context.get_local("broker")
-        queue = getattr(getattr(self.context.get_local("handler_"), "queue", None), "name", None)
-        raw = msg.raw_message
-        if (
-            not isinstance(broker, RabbitBroker)
-            or not queue
-            or not isinstance(raw, IncomingMessage)
+    async def _retry_later(self, msg: StreamMessage[Any], exc: Exception) -> HandlerException:
+        """Send a copy through the delay queues back to this queue and ack this one; at the
+        limit, dead-letter it. Waiting in the broker frees the consumer's prefetch slot, and
+        the wait survives a restart of the consumer."""
+        attempt = earlier_attempts(msg.headers)
+        error = mask_text(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_LENGTH]
+        if attempt >= DELIVERY_LIMIT:
+            log.error(
+                "handler failed, retries exhausted, dead-lettered",
+                extra={"message_id": msg.message_id, "attempt": attempt + 1, "error": repr(exc)},
+            )
+            return await self._dead_letter(msg, RETRIES_EXHAUSTED, error)
+        delay = retry_backoff(attempt)
+        log.warning(
+            "handler failed, will retry",
+            extra={
+                "message_id": msg.message_id,
+                "attempt": attempt + 1,
+                "retry_in_seconds": delay,
+                "error": repr(exc),
+            },
+        )
+        queue = self._queue_name()
+        if queue is not None and await self._republish(
+            msg,
+            exchange=DelayLevels.entry_exchange(delay),
+            routing_key=DelayLevels.routing_key(delay, retry_routing_key(queue)),
+            headers={RETRIES_HEADER: attempt + 1, ERROR_HEADER: error},
         ):
+            return AckMessage()
+        # No way back through the delay queues (a queue without its retry binding, the
+        # broker refusing): hold the message here instead, then hand it back.
+        await asyncio.sleep(delay)
+        return NackMessage(requeue=True)
+
+    async def _dead_letter(
+        self, msg: StreamMessage[Any], reason: str, error: str
+    ) -> HandlerException:
+        """Put a copy carrying why into the message's DLQ and ack the original; a bare reject
+        (the broker's own dead-lettering) only when that copy cannot be made."""
+        queue = self._queue_name()
+        if queue is not None and await self._republish(
+            msg,
+            exchange=DEAD_LETTERS,
+            routing_key=queue,  # the DLQ's binding key is its work queue's name
+            headers={ERROR_HEADER: error, REASON_HEADER: reason, QUEUE_HEADER: queue},
+        ):
+            return AckMessage()
+        return RejectMessage()
+
+    def _queue_name(self) -> str | None:
+        queue = getattr(getattr(self.context.get_local("handler_"), "queue", None), "name", None)
+        return queue if isinstance(queue, str) else None
+
+    async def _republish(
+        self,
+        msg: StreamMessage[Any],
+        *,
+        exchange: RabbitExchange,
+        routing_key: str,
+        headers: Mapping[str, Any],
+    ) -> bool:
+        """Publish a copy of ``msg`` with ``headers`` added; True once the broker confirmed."""
+        broker = self.context.get_local("broker")
+        raw = msg.raw_message
+        if not isinstance(broker, RabbitBroker) or not isinstance(raw, IncomingMessage):
             return False
-        headers = {
-            **(raw.headers or {}),
-            ERROR_HEADER: describe_validation_error(exc),
-            REASON_HEADER: INVALID_PAYLOAD,
-            QUEUE_HEADER: queue,
-        }
+        kept = {k: v for k, v in (raw.headers or {}).items() if k not in _PER_DELIVERY_HEADERS}
         try:
             await broker.publish(
                 raw.body,
-                exchange=DEAD_LETTERS,
-                routing_key=queue,  # the DLQ's binding key is its work queue's name
-                headers=headers,
+                exchange=exchange,
+                routing_key=routing_key,
+                headers={**kept, **headers},
                 persist=True,
                 mandatory=True,
                 message_id=raw.message_id,
@@ -99,8 +171,12 @@ class DeliveryPolicy(BaseMiddleware):
             )
         except Exception as publish_error:
             log.warning(
-                "could not dead-letter with the error, rejecting instead",
-                extra={"message_id": msg.message_id, "error": repr(publish_error)},
+                "could not republish the message",
+                extra={
+                    "message_id": msg.message_id,
+                    "exchange": exchange.name,
+                    "error": repr(publish_error),
+                },
             )
             return False
         return True
@@ -110,7 +186,10 @@ ERROR_HEADER = "x-incidentflow-error"
 REASON_HEADER = "x-incidentflow-reason"
 QUEUE_HEADER = "x-incidentflow-queue"
 INVALID_PAYLOAD = "invalid-payload"
+RETRIES_EXHAUSTED = "retries-exhausted"
 MAX_ERROR_LENGTH = 1000
+# Set by the broker for one delivery or one dead-lettering; a republished copy starts afresh.
+_PER_DELIVERY_HEADERS = frozenset({"x-delivery-count", "x-death"})
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -124,19 +203,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
-async def _retry_later(msg: StreamMessage[Any], exc: Exception) -> NackMessage:
-    attempt = int((msg.headers or {}).get("x-delivery-count", 0) or 0)
-    log.warning(
-        "handler failed, will retry",
-        extra={"message_id": msg.message_id, "attempt": attempt + 1, "error": repr(exc)},
-    )
-    # Holding the message delays the redelivery: a database restart is ridden out
-    # instead of burning through the delivery limit in milliseconds.
-    await asyncio.sleep(retry_backoff(attempt))
-    return NackMessage(requeue=True)
-
-
-def _model_names(cls: type[Event]) -> set[str]:
+def _model_names(cls: type[Envelope]) -> set[str]:
     """Names of the contract models. A ValidationError titled with one came from our code
     building that event; one titled otherwise came from parsing the incoming message."""
     return {cls.__name__}.union(*(_model_names(sub) for sub in cls.__subclasses__()))
@@ -160,7 +227,7 @@ def make_broker(url: str, prefetch: int, *, graceful_timeout: float = 20.0) -> R
 
 async def publish_event(
     broker: RabbitBroker,
-    event: Event,
+    event: Envelope,
     *,
     exchange: RabbitExchange = EVENTS,
     routing_key: str | None = None,
@@ -178,7 +245,7 @@ async def publish_event(
     )
 
 
-async def publish_delayed(broker: RabbitBroker, event: Event, delay_seconds: float) -> None:
+async def publish_delayed(broker: RabbitBroker, event: Envelope, delay_seconds: float) -> None:
     """Deliver ``event`` to the queues bound for it after ``delay_seconds`` (whole seconds)."""
     delay = max(0, round(delay_seconds))
     await publish_event(
@@ -190,9 +257,14 @@ async def publish_delayed(broker: RabbitBroker, event: Event, delay_seconds: flo
 
 
 async def declare_routes(broker: RabbitBroker, routes: tuple[Route, ...]) -> None:
-    """Declare the dead-letter queues of ``routes`` (the work queues come with subscribers)."""
+    """What ``routes``' subscribers need besides their work queues: the delay levels, each
+    work queue's binding for its retries, and its dead-letter queue."""
+    await declare_delay_levels(broker)
+    delivery = await broker.declare_exchange(DelayLevels.DELIVERY)
     dlx = await broker.declare_exchange(DEAD_LETTERS)
     for route in routes:
+        work = await broker.declare_queue(route.queue)
+        await work.bind(delivery, routing_key=route.retry_binding_key)
         dlq = await broker.declare_queue(route.dead_letter_queue)
         await dlq.bind(dlx, routing_key=route.queue_name)
 
@@ -212,12 +284,11 @@ async def declare_delay_levels(broker: RabbitBroker) -> None:
 
 async def declare_topology(broker: RabbitBroker, routes: tuple[Route, ...]) -> None:
     """Everything a fresh broker needs: exchanges, work queues with their DLQs, delay levels."""
+    await declare_routes(broker, routes)
     for route in routes:
         source = await broker.declare_exchange(route.source)
         queue = await broker.declare_queue(route.queue)
         await queue.bind(source, routing_key=route.binding_key)
-    await declare_routes(broker, routes)
-    await declare_delay_levels(broker)
 
 
 async def declare_all(url: str) -> None:

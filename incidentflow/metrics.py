@@ -257,7 +257,7 @@ def instrument_ingest(app: FastAPI, broker: RabbitBroker, settings: CommonSettin
     """Metrics and tracing for ingest: /metrics, HTTP latency, a span per request, the
     broker's message metrics and trace propagation, trace ids on log lines."""
     instrument_broker_metrics(broker, "ingest")
-    instrument_broker(broker)
+    instrument_broker(broker, exporting=bool(settings.otel_exporter_otlp_endpoint))
     app.add_middleware(_HttpObservability)
 
     async def metrics() -> Response:

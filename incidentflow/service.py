@@ -57,7 +57,7 @@ class ServiceRuntime:
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
         # Tracing outermost, then metrics, around the delivery policy make_broker installs.
         instrument_broker_metrics(self.broker, name)
-        instrument_broker(self.broker)
+        instrument_broker(self.broker, exporting=bool(settings.otel_exporter_otlp_endpoint))
         self._pool: asyncpg.Pool | None = None
         self._consuming = False
         # Run once connected, before any subscriber consumes: topology the handlers publish to.

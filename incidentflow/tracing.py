@@ -9,16 +9,21 @@ every log line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from faststream import BaseMiddleware
+from faststream.message import StreamMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from faststream.rabbit.response import RabbitPublishCommand
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_NAMESPACE, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 NAMESPACE = "incidentflow"
 
@@ -30,8 +35,9 @@ _provider: TracerProvider | None = None
 def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:
     """The process's TracerProvider, exporting over OTLP/HTTP when an endpoint is configured.
 
-    Without one, spans are still created, so trace context still propagates and log lines
-    still carry trace ids; they are only not exported. Once per process: OpenTelemetry's
+    Without one, spans are not recorded (sampled out: nothing would read them, and recording
+    costs every message a good part of its CPU), but they still carry the trace context, so
+    it still propagates and log lines still carry trace ids. Once per process: OpenTelemetry's
     global provider cannot be replaced, so later calls (tests building several apps in one
     process) get the first one.
     """
@@ -39,7 +45,8 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider
     if _provider is not None:
         return _provider
     provider = TracerProvider(
-        resource=Resource.create({SERVICE_NAME: service, SERVICE_NAMESPACE: NAMESPACE})
+        resource=Resource.create({SERVICE_NAME: service, SERVICE_NAMESPACE: NAMESPACE}),
+        sampler=None if otlp_endpoint else ALWAYS_OFF,
     )
     if otlp_endpoint:
         # Imported only when used: the exporter pulls in protobuf and requests.
@@ -61,14 +68,50 @@ def flush_spans(timeout_millis: int = 5000) -> None:
         _provider.force_flush(timeout_millis)
 
 
-def instrument_broker(broker: RabbitBroker) -> None:
-    """Trace every message the broker consumes and publishes, context in the headers.
+def instrument_broker(broker: RabbitBroker, *, exporting: bool) -> None:
+    """Carry every message's trace context in its headers; with an exporter, trace them.
 
     Outermost middleware, so everything inside it (delivery policy, handler, logs) runs
-    within the message's span. The global provider is looked up per span, so configuring
-    tracing later, in the lifespan, still takes effect.
+    within the message's context. FastStream's telemetry middleware makes spans (and OTel
+    metrics) for every consume and publish, which costs about as much CPU as the publish
+    itself: worth it only when the spans go somewhere.
     """
-    broker.insert_middleware(RabbitTelemetryMiddleware())
+    broker.insert_middleware(RabbitTelemetryMiddleware() if exporting else TraceContext)
+
+
+class TraceContext(BaseMiddleware[RabbitPublishCommand]):
+    """Trace context through the broker without spans: a consumed message's context (a new
+    trace's when it carries none) is current while it is handled, and what the handler
+    publishes carries it on. One incident stays one trace id in every log line."""
+
+    async def consume_scope(
+        self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
+    ) -> Any:
+        carried = propagate.extract(msg.headers or {})
+        if not trace.get_current_span(carried).get_span_context().is_valid:
+            carried = trace.set_span_in_context(trace.NonRecordingSpan(_new_span_context()))
+        token = context.attach(carried)
+        try:
+            return await call_next(msg)
+        finally:
+            context.detach(token)
+
+    async def publish_scope(
+        self,
+        call_next: Callable[[RabbitPublishCommand], Awaitable[Any]],
+        cmd: RabbitPublishCommand,
+    ) -> Any:
+        propagate.inject(cmd.headers)
+        return await call_next(cmd)
+
+
+_ids = RandomIdGenerator()
+
+
+def _new_span_context() -> trace.SpanContext:
+    return trace.SpanContext(
+        trace_id=_ids.generate_trace_id(), span_id=_ids.generate_span_id(), is_remote=False
+    )
 
 
 def current_trace_carrier() -> dict[str, str]:

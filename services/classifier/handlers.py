@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+
 from contracts.events import IncidentClassified, IncidentScored, derived_event_id
 from contracts.topology import CLASSIFIER_SCORED
-from incidentflow.audit import record_handled
+from incidentflow.batching import Batcher
 from incidentflow.messaging import publish_event
 from incidentflow.metrics import record_classification
 from incidentflow.service import ServiceRuntime
@@ -17,13 +19,16 @@ log = logging.getLogger("incidentflow.classifier")
 
 
 def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: float) -> None:
+    async def save(conn: asyncpg.Connection, classified: store.Classified) -> list[None]:
+        return await store.save_classifications(conn, runtime.name, classified)
+
+    classifications = Batcher.pooled(lambda: runtime.pool, save)
+
     @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
     async def on_incident_scored(event: IncidentScored) -> None:
         result = await classifier.classify(event.message)
         needs_review = result.confidence < review_threshold
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            if await record_handled(conn, runtime.name, event):
-                await store.save_classification(conn, event.incident_id, result, needs_review)
+        await classifications.submit((event, result, needs_review))
         classified = IncidentClassified(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "classified"),

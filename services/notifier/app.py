@@ -41,6 +41,7 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
         runtime.on_connected.append(twilio.open)
         runtime.on_stopping.append(twilio.close)
         texts = twilio
+    runtime.on_stopping.append(mailer.close)
     register(runtime, Notifier(lambda: runtime.pool, mailer, texts, settings))
     return runtime.asgi_app()
 

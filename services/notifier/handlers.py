@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
+import asyncpg
 from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.events import (
@@ -14,9 +14,10 @@ from contracts.events import (
     ReminderRequested,
     derived_event_id,
 )
-from contracts.topology import DELIVERY_LIMIT, NOTIFIER_REMINDER, NOTIFIER_TICKETED
+from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
-from incidentflow.messaging import publish_event
+from incidentflow.batching import Batcher
+from incidentflow.messaging import is_last_delivery, publish_event
 from incidentflow.service import ServiceRuntime
 from services.notifier import store
 from services.notifier.compose import IncidentView, channels_for
@@ -25,15 +26,16 @@ from services.notifier.notify import Notifier
 log = logging.getLogger("incidentflow.notifier")
 
 
-def is_last_delivery(headers: Mapping[str, Any] | None) -> bool:
-    """True on the delivery after which the queue dead-letters a failing message: the
-    quorum queue counts earlier failed deliveries in ``x-delivery-count`` and gives up once
-    it exceeds the limit, so the delivery that sees ``count == limit`` is the last."""
-    return int((headers or {}).get("x-delivery-count", 0) or 0) >= DELIVERY_LIMIT
-
-
 def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
     rules = notifier.settings.channel_rules
+
+    async def acknowledge(
+        conn: asyncpg.Connection, events: Sequence[IncidentTicketed]
+    ) -> list[None]:
+        await store.acknowledge_many(conn, runtime.name, events)
+        return [None] * len(events)
+
+    acknowledgements = Batcher.pooled(lambda: runtime.pool, acknowledge)
 
     @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
     async def on_incident_ticketed(event: IncidentTicketed, message: RabbitMessage) -> None:
@@ -49,9 +51,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         reached = await notifier.acknowledge(
             view, channels, event.phone, final=is_last_delivery(message.headers)
         )
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            await record_handled(conn, runtime.name, event)
-            await store.mark_acknowledged(conn, event.incident_id)
+        await acknowledgements.submit(event)
         acknowledged = IncidentAcknowledged(
             event_id=derived_event_id(event.incident_id, "acknowledged"),
             incident_id=event.incident_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -16,6 +16,7 @@ from tenacity import (
 )
 
 from contracts.events import NotificationKind
+from incidentflow.batching import Batcher
 from incidentflow.metrics import record_notification
 from incidentflow.phone import to_e164
 from incidentflow.privacy import mask_email, mask_phone
@@ -64,6 +65,8 @@ class Notifier:
         self.mailer = mailer
         self.texts = texts
         self.settings = settings
+        self._claims = Batcher.pooled(pool, store.claim_many)
+        self._deliveries = Batcher.pooled(pool, _record_delivered)
 
     async def acknowledge(
         self, view: IncidentView, channels: list[str], phone: str | None, *, final: bool
@@ -134,10 +137,9 @@ class Notifier:
         self, key: store.Key, recipient: str | None, message: str, send: Send, *, final: bool
     ) -> str:
         """Send once; the notification's status afterwards. Raises when it is to be retried."""
-        async with self._pool().acquire() as conn:
-            claim = await store.claim(
-                conn, key, recipient, message, self.settings.send_lease_seconds
-            )
+        claim = await self._claims.submit(
+            store.ClaimRequest(key, recipient, message, self.settings.send_lease_seconds)
+        )
         if claim.lease is None:
             if claim.status in store.DELIVERED or not claim.retryable:
                 return claim.status  # done before: a redelivery sends nothing
@@ -167,10 +169,9 @@ class Notifier:
             reraise=True,
         ):
             with attempt:
-                async with self._pool().acquire() as conn:
-                    await store.record_delivered(
-                        conn, key, delivery.status, delivery.provider_message_id
-                    )
+                await self._deliveries.submit(
+                    store.DeliveredRecord(key, delivery.status, delivery.provider_message_id)
+                )
         self._log(key, delivery.status)
         return delivery.status
 
@@ -206,3 +207,10 @@ class Notifier:
                 "error": error,
             },
         )
+
+
+async def _record_delivered(
+    conn: asyncpg.Connection, delivered: Sequence[store.DeliveredRecord]
+) -> list[None]:
+    await store.record_delivered_many(conn, delivered)
+    return [None] * len(delivered)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from contracts.events import NotificationKind
+from contracts.events import IncidentTicketed, NotificationKind
+from incidentflow.audit import HANDLED_COLUMNS, HANDLED_CTE, HANDLED_PARAMETERS, handled_arguments
 from services.notifier.compose import IncidentView
 
 DELIVERED = ("sent", "logged")
@@ -38,63 +40,119 @@ class Claim:
         return self.lease is not None
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    key: Key
+    recipient: str | None
+    message: str
+    lease_seconds: int
+
+
+CLAIM = """
+INSERT INTO notifications AS n
+    (incident_id, channel, kind, recipient, message, status, lease_until, attempts)
+SELECT incident_id, channel, kind, recipient, message, 'sending',
+       now() + lease_seconds * interval '1 second', 1
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
+     AS c(incident_id, channel, kind, recipient, message, lease_seconds)
+ON CONFLICT (incident_id, channel, kind) DO UPDATE
+SET status = 'sending', lease_until = EXCLUDED.lease_until, attempts = n.attempts + 1,
+    recipient = EXCLUDED.recipient, message = EXCLUDED.message
+WHERE n.status = 'queued'
+   OR (n.status = 'failed' AND n.retryable)
+   OR (n.status = 'sending' AND n.lease_until < now())
+RETURNING incident_id, channel, kind, lease_until
+"""
+
+STATUS = """
+SELECT incident_id, channel, kind, status, retryable FROM notifications
+WHERE (incident_id, channel, kind) IN
+      (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]))
+"""
+
+
+async def claim_many(conn: asyncpg.Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
+    """Atomically take each notification for sending when nobody delivered or holds it.
+
+    One statement for the lot; a key asked for twice in one batch is claimed once (the other
+    ask finds it busy).
+    """
+    unique = list({r.key: r for r in requests}.values())
+    claimed = {
+        Key(row["incident_id"], row["channel"], row["kind"]): row["lease_until"]
+        for row in await conn.fetch(
+            CLAIM,
+            [r.key.incident_id for r in unique],
+            [r.key.channel for r in unique],
+            [r.key.kind for r in unique],
+            [r.recipient for r in unique],
+            [r.message for r in unique],
+            [r.lease_seconds for r in unique],
+        )
+    }
+    taken = [r.key for r in unique if r.key not in claimed]
+    found: dict[Key, asyncpg.Record] = {}
+    if taken:
+        # These rows exist (their insert conflicted); they may have changed since, which
+        # only means the caller looks again on the next delivery.
+        rows = await conn.fetch(
+            STATUS,
+            [k.incident_id for k in taken],
+            [k.channel for k in taken],
+            [k.kind for k in taken],
+        )
+        found = {Key(r["incident_id"], r["channel"], r["kind"]): r for r in rows}
+    claims: list[Claim] = []
+    for request in requests:
+        lease = claimed.pop(request.key, None)  # popped: a second ask of a key finds it busy
+        if lease is not None:
+            claims.append(Claim("sending", lease))
+        elif (row := found.get(request.key)) is not None:
+            claims.append(Claim(row["status"], None, row["retryable"]))
+        else:
+            claims.append(Claim("sending", None))
+    return claims
+
+
 async def claim(
     conn: asyncpg.Connection, key: Key, recipient: str | None, message: str, lease_seconds: int
 ) -> Claim:
-    """Atomically take the notification for sending when nobody delivered or holds it."""
-    lease = await conn.fetchval(
+    """One notification's claim (see claim_many)."""
+    return (await claim_many(conn, [ClaimRequest(key, recipient, message, lease_seconds)]))[0]
+
+
+@dataclass(frozen=True)
+class DeliveredRecord:
+    key: Key
+    status: str
+    provider_message_id: str | None
+
+
+async def record_delivered_many(
+    conn: asyncpg.Connection, delivered: Sequence[DeliveredRecord]
+) -> None:
+    # Whoever holds the row now, the provider took the message: that is the fact to keep.
+    await conn.execute(
         """
-        INSERT INTO notifications AS n
-            (incident_id, channel, kind, recipient, message, status, lease_until, attempts)
-        VALUES ($1, $2, $3, $4, $5, 'sending', now() + $6 * interval '1 second', 1)
-        ON CONFLICT (incident_id, channel, kind) DO UPDATE
-        SET status = 'sending', lease_until = EXCLUDED.lease_until, attempts = n.attempts + 1,
-            recipient = EXCLUDED.recipient, message = EXCLUDED.message
-        WHERE n.status = 'queued'
-           OR (n.status = 'failed' AND n.retryable)
-           OR (n.status = 'sending' AND n.lease_until < now())
-        RETURNING lease_until
+        UPDATE notifications n
+        SET status = d.status, provider_message_id = d.provider_message_id, last_error = NULL,
+            lease_until = NULL, sent_at = COALESCE(n.sent_at, now())
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+             AS d(incident_id, channel, kind, status, provider_message_id)
+        WHERE (n.incident_id, n.channel, n.kind) = (d.incident_id, d.channel, d.kind)
         """,
-        key.incident_id,
-        key.channel,
-        key.kind,
-        recipient,
-        message,
-        lease_seconds,
+        [d.key.incident_id for d in delivered],
+        [d.key.channel for d in delivered],
+        [d.key.kind for d in delivered],
+        [d.status for d in delivered],
+        [d.provider_message_id for d in delivered],
     )
-    if lease is not None:
-        return Claim("sending", lease)
-    row = await conn.fetchrow(
-        """
-        SELECT status, retryable FROM notifications
-        WHERE incident_id = $1 AND channel = $2 AND kind = $3
-        """,
-        key.incident_id,
-        key.channel,
-        key.kind,
-    )
-    # The row exists (the insert conflicted); it may have changed since, which only means
-    # the caller looks again on the next delivery.
-    return Claim(row["status"], None, row["retryable"])
 
 
 async def record_delivered(
     conn: asyncpg.Connection, key: Key, status: str, provider_message_id: str | None
 ) -> None:
-    # Whoever holds the row now, the provider took the message: that is the fact to keep.
-    await conn.execute(
-        """
-        UPDATE notifications
-        SET status = $4, provider_message_id = $5, last_error = NULL, lease_until = NULL,
-            sent_at = COALESCE(sent_at, now())
-        WHERE incident_id = $1 AND channel = $2 AND kind = $3
-        """,
-        key.incident_id,
-        key.channel,
-        key.kind,
-        status,
-        provider_message_id,
-    )
+    await record_delivered_many(conn, [DeliveredRecord(key, status, provider_message_id)])
 
 
 async def record_failure(
@@ -142,11 +200,20 @@ async def record_refused(
     )
 
 
-async def mark_acknowledged(conn: asyncpg.Connection, incident_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE incidents SET acknowledged_at = now() WHERE id = $1 AND acknowledged_at IS NULL",
-        incident_id,
-    )
+ACKNOWLEDGE = f"""
+WITH step AS (
+    SELECT * FROM unnest({HANDLED_PARAMETERS}) AS s({HANDLED_COLUMNS})
+), {HANDLED_CTE}
+UPDATE incidents i SET acknowledged_at = now()
+FROM step WHERE i.id = step.incident_id AND i.acknowledged_at IS NULL
+"""
+
+
+async def acknowledge_many(
+    conn: asyncpg.Connection, service: str, events: Sequence[IncidentTicketed]
+) -> None:
+    """Audit each event and mark its incident acknowledged (once: the first time counts)."""
+    await conn.execute(ACKNOWLEDGE, *handled_arguments(service, events))
 
 
 async def incident_for_reminder(

@@ -3,7 +3,6 @@
 from faststream.asgi import AsgiFastStream
 
 from contracts.topology import REMINDER_DUE, REMINDER_TICKETED
-from incidentflow.messaging import declare_delay_levels
 from incidentflow.service import ServiceRuntime
 from services.reminder.handlers import Reminders, register
 from services.reminder.settings import ReminderSettings
@@ -13,11 +12,6 @@ def create_app(settings: ReminderSettings | None = None) -> AsgiFastStream:
     settings = settings or ReminderSettings()
     runtime = ServiceRuntime("reminder", settings, (REMINDER_TICKETED, REMINDER_DUE))
     reminders = Reminders(runtime, settings)
-
-    async def declare_delays() -> None:
-        await declare_delay_levels(runtime.broker)
-
-    runtime.on_connected.append(declare_delays)
     register(runtime, reminders)
     return runtime.asgi_app()
 

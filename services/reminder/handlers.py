@@ -1,21 +1,31 @@
-"""Reminder's subscribers: schedule a follow-up per ticketed incident, fire it when due."""
+"""Reminder's subscribers: record follow-ups per ticketed incident, fire them when due.
+
+The reminders table is the record; the broker only says when to look. Every reminder due in
+one slot of time (REMINDER_TICK_SECONDS) shares one delayed tick through the delay queues, so
+the broker carries one message per slot instead of one per reminder. A tick fires whatever is
+due by its slot, older reminders included, and the sweep fires what no tick came for.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import uuid
+import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+
+import asyncpg
 
 from contracts.events import (
     IncidentTicketed,
     ReminderDue,
     ReminderRequested,
+    ReminderTick,
     derived_event_id,
 )
-from contracts.topology import REMINDER_DUE, REMINDER_TICKETED
-from incidentflow.audit import record_handled
+from contracts.topology import REMINDER_DUE, REMINDER_TICK, REMINDER_TICKETED
+from incidentflow.batching import Batcher
 from incidentflow.loops import survive_round
 from incidentflow.messaging import publish_delayed, publish_event
 from incidentflow.metrics import record_reminder_lateness
@@ -25,15 +35,68 @@ from services.reminder.settings import ReminderSettings
 
 log = logging.getLogger("incidentflow.reminder")
 
-# A due message this early (a duplicate schedule, a clock step) is put back to wait.
-EARLY_TOLERANCE = timedelta(seconds=1)
+# A tick arriving this much before its slot (a clock step, a hand-published one) goes back
+# to wait; one arriving less early than this waits here, in the handler.
+EARLY_LIMIT = timedelta(seconds=2)
+
+
+def slot_of(due_at: datetime, width: float) -> datetime:
+    """The end of the slot ``due_at`` falls in: its tick fires everything due by then."""
+    return datetime.fromtimestamp(math.ceil(due_at.timestamp() / width) * width, UTC)
+
+
+class Ticks:
+    """The slots whose tick this process has published (and the broker confirmed).
+
+    Another process, or this one after a restart, may publish a slot's tick again: a second
+    tick finds nothing left to fire. Slots long past are forgotten.
+    """
+
+    def __init__(self, runtime: ServiceRuntime, width: float) -> None:
+        self._runtime = runtime
+        self._width = width
+        self._published: dict[datetime, asyncio.Future[None]] = {}
+        self._forget_before = datetime.now(UTC)
+
+    async def ensure(self, due_at: datetime) -> None:
+        """A tick will come for ``due_at``'s slot, or for a later one if that slot may
+        already be firing (it was due before now: a late schedule, a backlog)."""
+        now = datetime.now(UTC)
+        slot = slot_of(max(due_at, now + timedelta(seconds=self._width)), self._width)
+        published = self._published.get(slot)
+        if published is None or (published.done() and published.exception() is not None):
+            published = asyncio.ensure_future(self._publish(slot))
+            self._published[slot] = published
+            self._forget(now)
+        await asyncio.shield(published)
+
+    async def _publish(self, slot: datetime) -> None:
+        # The delay levels count whole seconds: the tick arrives within a second before its
+        # slot, and its handler waits out the rest.
+        delay = math.floor((slot - datetime.now(UTC)).total_seconds())
+        await publish_delayed(self._runtime.broker, ReminderTick(due_at=slot), max(delay, 0))
+
+    def _forget(self, now: datetime) -> None:
+        if now - self._forget_before < timedelta(minutes=1):
+            return
+        self._forget_before = now
+        cutoff = now - timedelta(minutes=1)
+        for slot in [s for s in self._published if s < cutoff]:
+            del self._published[slot]
 
 
 class Reminders:
     def __init__(self, runtime: ServiceRuntime, settings: ReminderSettings) -> None:
         self.runtime = runtime
         self.settings = settings
+        self.ticks = Ticks(runtime, settings.tick_seconds)
+        self._schedules = Batcher.pooled(lambda: runtime.pool, self._schedule_many)
         self._sweeper: asyncio.Task[None] | None = None
+
+    async def _schedule_many(
+        self, conn: asyncpg.Connection, schedules: Sequence[store.Schedule]
+    ) -> list[None]:
+        return await store.schedule_many(conn, self.runtime.name, schedules)
 
     async def schedule(self, event: IncidentTicketed) -> None:
         """The customer follow-up, and the team escalation if enabled, for a new incident."""
@@ -42,88 +105,106 @@ class Reminders:
         }
         if self.settings.escalation_seconds:
             delays[store.ESCALATION] = self.settings.escalation_seconds
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            reminders = [
-                await store.schedule(
-                    conn, event.incident_id, kind, event.created_at + timedelta(seconds=delay)
-                )
-                for kind, delay in delays.items()
-            ]
-            await record_handled(conn, self.runtime.name, event, outcome="scheduled")
-        for reminder in reminders:
-            if reminder.state == "scheduled":
-                await self._publish_due(
-                    reminder.id, event.incident_id, reminder.kind, reminder.due_at
-                )
+        reminders = [
+            (kind, event.created_at + timedelta(seconds=delay)) for kind, delay in delays.items()
+        ]
+        await self._schedules.submit(store.Schedule(event, reminders))
+        # Recorded first: a tick can only find what is in the table.
+        for _, due_at in reminders:
+            await self.ticks.ensure(due_at)
 
-    async def _publish_due(
-        self, reminder_id: int, incident_id: uuid.UUID, kind: str, due_at: datetime
-    ) -> None:
-        due = ReminderDue(
-            event_id=derived_event_id(incident_id, f"reminder-due:{kind}"),
-            incident_id=incident_id,
-            reminder_id=reminder_id,
-            kind=kind,
-            due_at=due_at,
-        )
-        delay = (due_at - datetime.now(UTC)).total_seconds()
-        await publish_delayed(self.runtime.broker, due, delay)
-
-    async def fire(self, event: ReminderDue) -> None:
-        """Ask for the follow-up if the incident is still open; at most once per reminder."""
-        if event.due_at - datetime.now(UTC) > EARLY_TOLERANCE:
-            await self._publish_due(event.reminder_id, event.incident_id, event.kind, event.due_at)
+    async def on_tick(self, tick: ReminderTick) -> None:
+        early = tick.due_at - datetime.now(UTC)
+        if early > EARLY_LIMIT:
+            await publish_delayed(self.runtime.broker, tick, early.total_seconds())
             return
-        # Observability: how late the delay queues (or the sweep) delivered this reminder.
-        seconds_late = (datetime.now(UTC) - event.due_at).total_seconds()
-        request: ReminderRequested | None = None
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            found = await store.lock_for_firing(conn, event.reminder_id)
-            if found is None:
-                raise LookupError(f"reminder {event.reminder_id} not found")
-            reminder, status, incident = found
-            if reminder.state not in ("scheduled", "requested"):
-                outcome = f"ignored: already {reminder.state}"
-            elif status != "open":
-                await store.set_state(conn, reminder.id, "skipped")
-                outcome = "skipped: incident resolved"
-            else:
-                # 'requested' is kept until notifier confirms, so a lost publish is redone.
-                await store.set_state(conn, reminder.id, "requested")
-                outcome = "requested"
-                request = ReminderRequested(
-                    event_id=derived_event_id(event.incident_id, f"reminder:{reminder.kind}"),
-                    incident_id=event.incident_id,
-                    reminder_id=reminder.id,
-                    kind=reminder.kind,
-                    ticket_id=incident["ticket_id"],
-                    email=incident["email"],
-                    message=incident["message"],
-                    created_at=incident["incident_created"],
-                    trace=event.trace,
+        if early > timedelta(0):
+            await asyncio.sleep(early.total_seconds())
+        await self.fire_due(tick.due_at)
+
+    async def on_due(self, event: ReminderDue) -> None:
+        """One reminder (``incidentflow reminders fire-now``, or one scheduled before ticks)."""
+        if event.due_at - datetime.now(UTC) > EARLY_LIMIT:
+            await publish_delayed(
+                self.runtime.broker, event, (event.due_at - datetime.now(UTC)).total_seconds()
+            )
+            return
+        await self.fire_due(datetime.now(UTC), reminder_id=event.reminder_id)
+
+    async def fire_due(self, until: datetime, reminder_id: int | None = None) -> int:
+        """Ask for every follow-up due by ``until`` whose incident is still open, at most once
+        each: claimed in the database, requested, then marked requested once the broker has
+        confirmed. Returns how many were claimed."""
+        claimed = 0
+        while True:
+            async with self.runtime.pool.acquire() as conn:
+                fired = await store.claim_due(
+                    conn,
+                    self.runtime.name,
+                    until,
+                    reminder_id=reminder_id,
+                    lease_seconds=self.settings.request_lease_seconds,
+                    limit=self.settings.fire_batch_size,
                 )
-            await record_handled(conn, self.runtime.name, event, outcome=outcome)
-        if not outcome.startswith("ignored"):  # observability: a redelivery is not a firing
-            record_reminder_lateness(event.kind, seconds_late)
-        if request is not None:
-            await publish_event(self.runtime.broker, request)
-        log.info("reminder due", extra={"incident_id": str(event.incident_id), "outcome": outcome})
+            if not fired:
+                return claimed
+            claimed += len(fired)
+            await self._request(fired)
+            if len(fired) < self.settings.fire_batch_size:
+                return claimed
+
+    async def _request(self, fired: list[store.Fired]) -> None:
+        now = datetime.now(UTC)
+        requests = {
+            f.reminder.id: ReminderRequested(
+                event_id=derived_event_id(f.reminder.incident_id, f"reminder:{f.reminder.kind}"),
+                incident_id=f.reminder.incident_id,
+                reminder_id=f.reminder.id,
+                kind=f.reminder.kind,
+                ticket_id=f.ticket_id,
+                email=f.email,
+                message=f.message,
+                created_at=f.incident_created,
+            )
+            for f in fired
+            if f.reminder.state == "requesting"
+        }
+        for f in fired:
+            # Observability: how late the ticks (or the sweep) brought this reminder.
+            record_reminder_lateness(f.reminder.kind, (now - f.reminder.due_at).total_seconds())
+        # Published together, confirms awaited together; each outcome kept apart, so what
+        # the broker confirmed is marked requested even when some others failed. Those go
+        # back to 'scheduled' for the next tick or sweep (a failed publish may still have
+        # reached the broker: the notifier's claim keeps that mail single).
+        outcomes = await asyncio.gather(
+            *(publish_event(self.runtime.broker, r) for r in requests.values()),
+            return_exceptions=True,
+        )
+        confirmed = [
+            reminder_id
+            for reminder_id, outcome in zip(requests, outcomes, strict=True)
+            if not isinstance(outcome, BaseException)
+        ]
+        async with self.runtime.pool.acquire() as conn:
+            await store.settle_requests(
+                conn, confirmed, [i for i in requests if i not in confirmed]
+            )
+        log.info(
+            "reminders due",
+            extra={"requested": len(confirmed), "skipped": len(fired) - len(requests)},
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
 
     async def sweep_once(self) -> int:
-        """Fire reminders the broker should have delivered long ago; returns how many."""
-        async with self.runtime.pool.acquire() as conn:
-            lost = await store.overdue(conn, self.settings.sweep_grace_seconds)
-        for reminder in lost:
-            log.warning("overdue reminder swept", extra={"incident_id": str(reminder.incident_id)})
-            await self.fire(
-                ReminderDue(
-                    incident_id=reminder.incident_id,
-                    reminder_id=reminder.id,
-                    kind=reminder.kind,
-                    due_at=reminder.due_at,
-                )
-            )
-        return len(lost)
+        """Fire reminders the broker should have delivered long ago, and ask again for those
+        whose request was never confirmed; returns how many."""
+        grace = timedelta(seconds=self.settings.sweep_grace_seconds)
+        swept = await self.fire_due(datetime.now(UTC) - grace)
+        if swept:
+            log.warning("overdue reminders swept", extra={"reminders": swept})
+        return swept
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -146,9 +227,13 @@ def register(runtime: ServiceRuntime, reminders: Reminders) -> None:
     async def on_incident_ticketed(event: IncidentTicketed) -> None:
         await reminders.schedule(event)
 
+    @runtime.broker.subscriber(REMINDER_TICK.queue, REMINDER_TICK.source)
+    async def on_reminder_tick(tick: ReminderTick) -> None:
+        await reminders.on_tick(tick)
+
     @runtime.broker.subscriber(REMINDER_DUE.queue, REMINDER_DUE.source)
     async def on_reminder_due(event: ReminderDue) -> None:
-        await reminders.fire(event)
+        await reminders.on_due(event)
 
     runtime.on_started.append(reminders.start_sweeper)
     runtime.on_stopping.append(reminders.stop_sweeper)

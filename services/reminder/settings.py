@@ -29,6 +29,14 @@ class ReminderSettings(CommonSettings):
     # Safety net: reminders past due by more than this were lost by the broker; fire them.
     sweep_grace_seconds: int = Field(60, ge=1)
     sweep_interval_seconds: float = Field(30.0, gt=0)
+    # Reminders due within one slot of this many seconds share one delayed tick; a reminder
+    # fires at most this much after its due time (plus the work of firing).
+    tick_seconds: float = Field(0.25, ge=0.1, le=60)
+    # A reminder claimed for a request the broker has not confirmed after this long (its
+    # process died) is requested again; the notifier's claim keeps the mail single.
+    request_lease_seconds: float = Field(60.0, gt=0)
+    # Reminders claimed and requested per round trip when many fall due at once.
+    fire_batch_size: int = Field(500, ge=1, le=10_000)
 
     def follow_up_delay(self, category: str, sentiment: str) -> int:
         """Seconds from receipt to the customer follow-up for this kind of incident."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from contracts.events import IncidentTicketed
+from incidentflow.audit import HANDLED_COLUMNS, HANDLED_CTE, HANDLED_PARAMETERS, handled_arguments
 
 FOLLOW_UP = "follow_up"  # to the customer
 ESCALATION = "escalation"  # to the support team
@@ -28,65 +32,120 @@ def _reminder(row: asyncpg.Record) -> Reminder:
     )
 
 
-async def schedule(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, kind: str, due_at: datetime
-) -> Reminder:
-    """The incident's reminder of this kind, created on first call."""
+@dataclass(frozen=True)
+class Schedule:
+    """The reminders one ticketed incident gets: (kind, due_at) each."""
+
+    event: IncidentTicketed
+    reminders: Sequence[tuple[str, datetime]]
+
+
+SCHEDULE = f"""
+WITH step AS (
+    SELECT * FROM unnest({HANDLED_PARAMETERS}) AS s({HANDLED_COLUMNS})
+), {HANDLED_CTE}
+INSERT INTO reminders (incident_id, kind, due_at)
+SELECT * FROM unnest($8::uuid[], $9::text[], $10::timestamptz[])
+ON CONFLICT (incident_id, kind) DO NOTHING
+"""
+
+
+async def schedule_many(
+    conn: asyncpg.Connection, service: str, schedules: Sequence[Schedule]
+) -> list[None]:
+    """Audit each event and record its reminders; a reminder already recorded (a redelivered
+    event) keeps its row, whatever became of it since."""
+    wanted = [
+        (s.event.incident_id, kind, due_at) for s in schedules for kind, due_at in s.reminders
+    ]
+    await conn.execute(
+        SCHEDULE,
+        *handled_arguments(service, [s.event for s in schedules], ["scheduled"] * len(schedules)),
+        [incident_id for incident_id, _, _ in wanted],
+        [kind for _, kind, _ in wanted],
+        [due_at for _, _, due_at in wanted],
+    )
+    return [None] * len(schedules)
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A reminder a firing claimed: ``state`` is 'requesting' when its incident is still
+    open (a reminder.requested is to go out), 'skipped' when it was resolved."""
+
+    reminder: Reminder
+    ticket_id: str
+    email: str
+    message: str
+    incident_created: datetime
+
+
+# One statement claims a batch (FOR UPDATE SKIP LOCKED: concurrent firings and replicas
+# never take the same reminder), decides each against its incident's status and audits it.
+# A reminder left 'requesting' longer than the lease (its process died before the broker
+# confirmed the request) is claimed again.
+CLAIM_DUE = """
+WITH claimed AS (
+    -- The conditions sit in the locking query itself: a row another firing changed meanwhile
+    -- is checked again once locked, and no longer qualifies.
+    SELECT id FROM reminders
+    WHERE ((state = 'scheduled' AND due_at <= $1)
+           OR (state = 'requesting' AND updated_at < now() - make_interval(secs => $3)))
+      AND ($2::bigint IS NULL OR id = $2)
+    ORDER BY due_at LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), fired AS (
+    UPDATE reminders r
+    SET state = CASE WHEN i.status = 'open' THEN 'requesting' ELSE 'skipped' END,
+        attempts = r.attempts + 1, updated_at = now()
+    FROM claimed, incidents i
+    WHERE r.id = claimed.id AND i.id = r.incident_id
+    RETURNING r.*, i.ticket_id, i.email, i.message, i.created_at AS incident_created
+), audited AS (
+    INSERT INTO audit_events
+        (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+    SELECT $5, 'reminder.due', gen_random_uuid(), incident_id, now(),
+           jsonb_build_object('reminder_id', id, 'kind', kind, 'due_at', due_at),
+           CASE state WHEN 'requesting' THEN 'requested' ELSE 'skipped: incident resolved' END
+    FROM fired
+)
+SELECT * FROM fired
+"""
+
+
+async def claim_due(
+    conn: asyncpg.Connection,
+    service: str,
+    until: datetime,
+    *,
+    reminder_id: int | None = None,
+    lease_seconds: float,
+    limit: int,
+) -> list[Fired]:
+    """Claim up to ``limit`` reminders due by ``until`` (or just ``reminder_id``), oldest
+    first, and decide each: 'requesting' for an open incident, 'skipped' for a resolved one."""
+    rows = await conn.fetch(CLAIM_DUE, until, reminder_id, lease_seconds, limit, service)
+    return [
+        Fired(_reminder(r), r["ticket_id"], r["email"], r["message"], r["incident_created"])
+        for r in rows
+    ]
+
+
+async def settle_requests(
+    conn: asyncpg.Connection, confirmed: Sequence[int], unconfirmed: Sequence[int]
+) -> None:
+    """Requests the broker confirmed become 'requested'; the others are 'scheduled' again.
+    Guarded: the notifier may have marked one sent already."""
     await conn.execute(
         """
-        INSERT INTO reminders (incident_id, kind, due_at) VALUES ($1, $2, $3)
-        ON CONFLICT (incident_id, kind) DO NOTHING
+        UPDATE reminders
+        SET state = CASE WHEN id = ANY($1::bigint[]) THEN 'requested' ELSE 'scheduled' END,
+            updated_at = now()
+        WHERE id = ANY($1::bigint[] || $2::bigint[]) AND state = 'requesting'
         """,
-        incident_id,
-        kind,
-        due_at,
+        confirmed,
+        unconfirmed,
     )
-    row = await conn.fetchrow(
-        "SELECT * FROM reminders WHERE incident_id = $1 AND kind = $2", incident_id, kind
-    )
-    assert row is not None
-    return _reminder(row)
-
-
-async def lock_for_firing(
-    conn: asyncpg.Connection, reminder_id: int
-) -> tuple[Reminder, str, asyncpg.Record] | None:
-    """The reminder, its incident's status and the incident, locked against a second firing."""
-    row = await conn.fetchrow(
-        """
-        SELECT r.*, i.status, i.ticket_id, i.email, i.message, i.created_at AS incident_created
-        FROM reminders r JOIN incidents i ON i.id = r.incident_id
-        WHERE r.id = $1 FOR UPDATE OF r
-        """,
-        reminder_id,
-    )
-    if row is None:
-        return None
-    return _reminder(row), row["status"], row
-
-
-async def set_state(conn: asyncpg.Connection, reminder_id: int, state: str) -> None:
-    await conn.execute(
-        """
-        UPDATE reminders SET state = $2, attempts = attempts + 1, updated_at = now()
-        WHERE id = $1
-        """,
-        reminder_id,
-        state,
-    )
-
-
-async def overdue(conn: asyncpg.Connection, grace_seconds: int, limit: int = 500) -> list[Reminder]:
-    rows = await conn.fetch(
-        """
-        SELECT * FROM reminders
-        WHERE state = 'scheduled' AND due_at < now() - make_interval(secs => $1)
-        ORDER BY due_at LIMIT $2
-        """,
-        grace_seconds,
-        limit,
-    )
-    return [_reminder(row) for row in rows]
 
 
 async def listing(conn: asyncpg.Connection, state: str | None, limit: int) -> list[Reminder]:
@@ -109,7 +168,7 @@ async def of_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[
 
 
 async def cancel(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[Reminder]:
-    """Cancel the incident's pending reminders; a due message arriving later does nothing."""
+    """Cancel the incident's pending reminders; a tick arriving later does nothing for them."""
     rows = await conn.fetch(
         """
         UPDATE reminders SET state = 'cancelled', updated_at = now()

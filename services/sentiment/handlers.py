@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+
 from contracts.events import IncidentReceived, IncidentScored, derived_event_id
 from contracts.topology import SENTIMENT_RECEIVED
-from incidentflow.audit import record_handled
+from incidentflow.batching import Batcher
 from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.sentiment import store
@@ -16,12 +18,15 @@ log = logging.getLogger("incidentflow.sentiment")
 
 
 def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
+    async def save(conn: asyncpg.Connection, scored: store.Scored) -> list[None]:
+        return await store.save_scores(conn, runtime.name, scored)
+
+    scores = Batcher.pooled(lambda: runtime.pool, save)
+
     @runtime.broker.subscriber(SENTIMENT_RECEIVED.queue, SENTIMENT_RECEIVED.source)
     async def on_incident_received(event: IncidentReceived) -> None:
         score = scorer.score(event.message)
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            if await record_handled(conn, runtime.name, event):
-                await store.save_score(conn, event.incident_id, score)
+        await scores.submit((event, score))
         scored = IncidentScored(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "scored"),

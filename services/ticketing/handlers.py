@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+
 from contracts.events import IncidentClassified, IncidentTicketed, derived_event_id
 from contracts.topology import TICKETING_CLASSIFIED
-from incidentflow.audit import record_handled
+from incidentflow.batching import Batcher
 from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.ticketing import store
@@ -27,18 +29,24 @@ def ticket_request(event: IncidentClassified) -> TicketRequest:
 
 
 def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
+    async def save(
+        conn: asyncpg.Connection, ticketed: store.Ticketed
+    ) -> list[tuple[str, bool] | None]:
+        return await store.save_tickets(conn, runtime.name, ticketed)
+
+    existing = Batcher.pooled(lambda: runtime.pool, store.existing_tickets)
+    saved = Batcher.pooled(lambda: runtime.pool, save)
+
     @runtime.broker.subscriber(TICKETING_CLASSIFIED.queue, TICKETING_CLASSIFIED.source)
     async def on_incident_classified(event: IncidentClassified) -> None:
-        async with runtime.pool.acquire() as conn:
-            ticket_id = await store.existing_ticket(conn, event.incident_id)
+        ticket_id = await existing.submit(event.incident_id)
         fallback = False
         if ticket_id is None:  # a redelivery of a ticketed incident opens nothing
             ticket_id, fallback = await open_ticket(tickets, ticket_request(event))
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            await record_handled(conn, runtime.name, event)
-            ticket_id, fallback = await store.save_ticket(
-                conn, event.incident_id, ticket_id, fallback
-            )
+        stored = await saved.submit((event, ticket_id, fallback))
+        if stored is None:
+            raise LookupError(f"incident {event.incident_id} not found")
+        ticket_id, fallback = stored
         ticketed = IncidentTicketed(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "ticketed"),

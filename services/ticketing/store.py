@@ -3,41 +3,60 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from contracts.events import derived_event_id
+from contracts.events import IncidentClassified, derived_event_id
+from incidentflow.audit import HANDLED_COLUMNS, HANDLED_CTE, HANDLED_PARAMETERS, handled_arguments
 from services.ticketing.tickets import TicketRequest
 
 
-async def existing_ticket(conn: asyncpg.Connection, incident_id: uuid.UUID) -> str | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT ticket_id FROM incidents WHERE id = $1", incident_id
+async def existing_tickets(
+    conn: asyncpg.Connection, incident_ids: Sequence[uuid.UUID]
+) -> list[str | None]:
+    """Each incident's stored ticket id, None where it has none yet."""
+    rows = await conn.fetch(
+        "SELECT id, ticket_id FROM incidents WHERE id = ANY($1::uuid[])", incident_ids
     )
+    found = {row["id"]: row["ticket_id"] for row in rows}
+    return [found.get(incident_id) for incident_id in incident_ids]
 
 
-async def save_ticket(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, ticket_id: str, fallback: bool
-) -> tuple[str, bool]:
-    """Store the ticket unless one is already stored; return the stored one."""
-    row = await conn.fetchrow(
-        """
-        UPDATE incidents SET ticket_id = $2, ticket_fallback = $3, ticketed_at = now()
-        WHERE id = $1 AND ticket_id IS NULL
-        RETURNING ticket_id, ticket_fallback
-        """,
-        incident_id,
-        ticket_id,
-        fallback,
+SAVE_TICKETS = f"""
+WITH step AS (
+    SELECT * FROM unnest({HANDLED_PARAMETERS}, $8::text[], $9::bool[])
+    AS s({HANDLED_COLUMNS}, ticket_id, fallback)
+), {HANDLED_CTE},
+saved AS (
+    UPDATE incidents i SET ticket_id = step.ticket_id, ticket_fallback = step.fallback,
+                           ticketed_at = now()
+    FROM step WHERE i.id = step.incident_id AND i.ticket_id IS NULL
+    RETURNING i.id, i.ticket_id, i.ticket_fallback
+)
+SELECT id, ticket_id, ticket_fallback FROM saved
+UNION ALL
+SELECT i.id, i.ticket_id, i.ticket_fallback FROM incidents i JOIN step ON i.id = step.incident_id
+WHERE i.id NOT IN (SELECT id FROM saved)
+"""
+
+Ticketed = Sequence[tuple[IncidentClassified, str, bool]]
+
+
+async def save_tickets(
+    conn: asyncpg.Connection, service: str, ticketed: Ticketed
+) -> list[tuple[str, bool] | None]:
+    """Audit each event and store its ticket unless one is stored already; per event the
+    stored ticket and whether it is a fallback id, None when the incident does not exist."""
+    rows = await conn.fetch(
+        SAVE_TICKETS,
+        *handled_arguments(service, [event for event, _, _ in ticketed]),
+        [ticket_id for _, ticket_id, _ in ticketed],
+        [fallback for _, _, fallback in ticketed],
     )
-    if row is None:
-        row = await conn.fetchrow(
-            "SELECT ticket_id, ticket_fallback FROM incidents WHERE id = $1", incident_id
-        )
-    if row is None:
-        raise LookupError(f"incident {incident_id} not found")
-    return row["ticket_id"], row["ticket_fallback"]
+    stored = {row["id"]: (row["ticket_id"], row["ticket_fallback"]) for row in rows}
+    return [stored.get(event.incident_id) for event, _, _ in ticketed]
 
 
 @dataclass(frozen=True)

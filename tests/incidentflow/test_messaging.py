@@ -11,15 +11,20 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.events import Event
-from contracts.topology import EVENTS, Route
+from contracts.topology import DELIVERY_LIMIT, EVENTS, Route
 from incidentflow.messaging import (
+    RETRIES_HEADER,
     declare_delay_levels,
     declare_routes,
+    earlier_attempts,
+    is_last_delivery,
     make_broker,
     publish_delayed,
     publish_event,
+    retry_backoff,
 )
 
 
@@ -173,3 +178,82 @@ async def test_an_event_our_own_code_cannot_build_is_retried_not_dead_lettered(
     await until(lambda: len(attempts) >= 2)
     assert attempts == ["again", "again"]
     assert await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1) == []
+
+
+async def test_a_retry_waits_in_the_delay_queues_and_comes_back_to_this_queue_only(
+    broker: RabbitBroker, rabbitmq_url: str
+) -> None:
+    """The failed message is acked and a copy waits in the broker (the consumer holds
+    nothing meanwhile); it returns to the failing consumer's queue, not to every queue bound
+    for its event, carrying its retry count."""
+    failing = Route(f"probe{uuid.uuid4().hex[:6]}", ProbeEvent)
+    bystander = Route(f"probe{uuid.uuid4().hex[:6]}", ProbeEvent)
+    await declare_routes(broker, (failing, bystander))
+    tries: list[tuple[float, int]] = []
+    seen_by_bystander: list[str] = []
+
+    @broker.subscriber(failing.queue, failing.source)
+    async def on_probe(event: ProbeEvent, message: RabbitMessage) -> None:
+        tries.append((time.monotonic(), int((message.headers or {}).get(RETRIES_HEADER, 0))))
+        if len(tries) == 1:
+            raise ConnectionError("ticket system restarting")
+
+    @broker.subscriber(bystander.queue, bystander.source)
+    async def on_bystander(event: ProbeEvent) -> None:
+        seen_by_bystander.append(event.note)
+
+    await broker.start()
+    await publish_event(broker, ProbeEvent(incident_id=uuid.uuid4(), note="retry me"))
+    await until(lambda: len(tries) == 1)
+    await asyncio.sleep(0.5)
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        work = await channel.declare_queue(failing.queue_name, passive=True)
+        assert work.declaration_result.message_count == 0  # not held by the consumer either
+    finally:
+        await connection.close()
+    await until(lambda: len(tries) == 2)
+    assert [retries for _, retries in tries] == [0, 1]
+    assert tries[1][0] - tries[0][0] >= retry_backoff(0)  # 1 s
+    await asyncio.sleep(1)
+    assert seen_by_bystander == ["retry me"]  # once: the retry was not fanned out again
+    assert await drain(rabbitmq_url, failing.dead_letter_queue.name, timeout=1) == []
+
+
+async def test_a_message_failing_past_the_limit_is_dead_lettered_with_the_error(
+    broker: RabbitBroker, rabbitmq_url: str
+) -> None:
+    route = Route(f"probe{uuid.uuid4().hex[:6]}", ProbeEvent)
+    await declare_routes(broker, (route,))
+    tries: list[str] = []
+
+    @broker.subscriber(route.queue, route.source)
+    async def on_probe(event: ProbeEvent) -> None:
+        tries.append(event.note)
+        raise ConnectionError("still down")
+
+    await broker.start()
+    # The last allowed try: it has been retried DELIVERY_LIMIT times already.
+    await broker.publish(
+        ProbeEvent(incident_id=uuid.uuid4(), note="give up").model_dump(mode="json"),
+        exchange=EVENTS,
+        routing_key=route.routing_key,
+        persist=True,
+        headers={RETRIES_HEADER: DELIVERY_LIMIT},
+    )
+    dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=3)
+    assert tries == ["give up"]
+    assert len(dead) == 1
+    headers = dead[0].headers
+    assert headers["x-incidentflow-reason"] == "retries-exhausted"
+    assert headers["x-incidentflow-queue"] == route.queue_name
+    assert "ConnectionError: still down" in str(headers["x-incidentflow-error"])
+
+
+def test_earlier_attempts_count_retries_and_redeliveries() -> None:
+    assert earlier_attempts(None) == 0
+    assert earlier_attempts({RETRIES_HEADER: 2, "x-delivery-count": 1}) == 3
+    assert not is_last_delivery({RETRIES_HEADER: DELIVERY_LIMIT - 1})
+    assert is_last_delivery({RETRIES_HEADER: DELIVERY_LIMIT - 1, "x-delivery-count": 1})
+    assert [retry_backoff(a) for a in range(7)] == [1, 2, 4, 8, 16, 30, 30]

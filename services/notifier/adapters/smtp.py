@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -12,6 +14,13 @@ from services.notifier.adapters.base import Delivery, PermanentFailure
 
 
 class SmtpMailer:
+    """Sends over a few long-lived SMTP connections (one per concurrent send at most).
+
+    Each new connection costs a TCP handshake, the greeting, EHLO (and STARTTLS, AUTH) and a
+    QUIT: several round trips per mail when every mail had its own. A connection idle for
+    longer than ``idle_seconds`` is closed rather than reused, before servers time it out.
+    """
+
     def __init__(
         self,
         host: str,
@@ -25,6 +34,7 @@ class SmtpMailer:
         ca_file: Path | None = None,
         timeout: float = 10.0,
         max_concurrent: int = 10,
+        idle_seconds: float = 30.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -35,31 +45,25 @@ class SmtpMailer:
         self._validate_certs = validate_certs
         self._ca_file = str(ca_file) if ca_file else None
         self._timeout = timeout
+        self._idle_seconds = idle_seconds
+        # Looked up once: aiosmtplib would otherwise ask a worker thread for it per connection.
+        self._local_hostname = socket.getfqdn()
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._idle: list[tuple[float, aiosmtplib.SMTP]] = []
         self._quitting: set[asyncio.Task[None]] = set()
 
     async def send(self, mail: EmailMessage, sender: str, recipient: str) -> Delivery:
         """Send ``mail``; the server's reply is kept as the provider's message id."""
         async with self._slots:
-            client = aiosmtplib.SMTP(
-                hostname=self.host,
-                port=self.port,
-                username=self._username,
-                password=self._password,
-                start_tls=self._start_tls,
-                use_tls=self._use_tls,
-                validate_certs=self._validate_certs,
-                cert_bundle=self._ca_file,
-                timeout=self._timeout,
-            )
+            client = await self._checkout()
             try:
                 try:
-                    await client.connect()
                     # An explicit envelope: the recipients are never read from headers.
                     _, reply = await client.send_message(
                         mail, sender=sender, recipients=[recipient]
                     )
                 except BaseException:
+                    # Whatever state the session is in now, it is not reused.
                     client.close()
                     raise
             except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -74,13 +78,57 @@ class SmtpMailer:
                 if exc.code >= 500:
                     raise PermanentFailure(f"message refused: {exc.code} {exc.message}") from exc
                 raise
-        # The server took the mail at its 250. QUIT goes on in the background: a server that
-        # dies or stalls before answering it must not turn a delivered mail into a failure
-        # (which would be sent again).
-        quit_task = asyncio.create_task(_quit(client))
-        self._quitting.add(quit_task)
-        quit_task.add_done_callback(self._quitting.discard)
+            self._checkin(client)
         return Delivery("sent", reply)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        """An idle connection young enough to reuse, else a new one. One the server closed
+        meanwhile shows as disconnected; one it closes just now fails this send, which the
+        delivery policy retries like any failed send."""
+        now = time.monotonic()
+        while self._idle:
+            since, client = self._idle.pop()
+            if client.is_connected and now - since < self._idle_seconds:
+                return client
+            self._quit_in_background(client)
+        return await self._connect()
+
+    def _checkin(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected:
+            self._idle.append((time.monotonic(), client))
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            start_tls=self._start_tls,
+            use_tls=self._use_tls,
+            validate_certs=self._validate_certs,
+            cert_bundle=self._ca_file,
+            timeout=self._timeout,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _quit_in_background(self, client: aiosmtplib.SMTP) -> None:
+        # A server that dies or stalls before answering QUIT must not hold anything up.
+        task = asyncio.create_task(_quit(client))
+        self._quitting.add(task)
+        task.add_done_callback(self._quitting.discard)
+
+    async def close(self) -> None:
+        """Say QUIT on every idle connection (at shutdown)."""
+        while self._idle:
+            self._quit_in_background(self._idle.pop()[1])
+        if self._quitting:
+            await asyncio.wait(self._quitting, timeout=self._timeout)
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from incidentflow.batching import Batcher
 from services.ticketing.tickets import TicketRequest, TicketSystemError
 
 # The database being away is worth a retry; anything else it says is not.
@@ -21,35 +22,47 @@ _TRANSIENT = (
 class LocalTicketSystem:
     def __init__(self, pool: Callable[[], asyncpg.Pool]) -> None:
         # A getter: the service's pool opens after this is built.
-        self._pool = pool
+        self._opened = Batcher.pooled(pool, open_local_tickets)
 
     async def create_ticket(self, request: TicketRequest) -> str:
         try:
-            async with self._pool().acquire() as conn:
-                return await open_local_ticket(conn, request)
+            ticket_id = await self._opened.submit(request)
         except _TRANSIENT as exc:
             raise TicketSystemError(f"local tickets: {exc!r}", retryable=True) from exc
+        if ticket_id is None:
+            raise TicketSystemError("local ticket vanished", retryable=True)
+        return ticket_id
 
 
-async def open_local_ticket(conn: asyncpg.Connection, request: TicketRequest) -> str:
-    """The incident's ticket id (``LOC-000042``), created on first call, the same ever after:
-    one ticket per incident is the table's UNIQUE constraint, so no key is needed here."""
-    ticket_id: str | None = await conn.fetchval(
-        """
-        INSERT INTO local_tickets (incident_id, subject, category, sentiment)
-        VALUES ($1, $2, $3, $4)
-        ON CONFLICT (incident_id) DO NOTHING
-        RETURNING ticket_id
-        """,
-        request.incident_id,
-        request.subject,
-        request.category,
-        request.sentiment,
+OPEN_LOCAL_TICKETS = """
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+    AS w(incident_id, subject, category, sentiment)
+), opened AS (
+    INSERT INTO local_tickets (incident_id, subject, category, sentiment)
+    SELECT * FROM wanted
+    ON CONFLICT (incident_id) DO NOTHING
+    RETURNING incident_id, ticket_id
+)
+SELECT incident_id, ticket_id FROM opened
+UNION ALL
+SELECT l.incident_id, l.ticket_id FROM local_tickets l JOIN wanted USING (incident_id)
+WHERE l.incident_id NOT IN (SELECT incident_id FROM opened)
+"""
+
+
+async def open_local_tickets(
+    conn: asyncpg.Connection, requests: Sequence[TicketRequest]
+) -> list[str | None]:
+    """Each incident's ticket id (``LOC-000042``), created on first call, the same ever
+    after: one ticket per incident is the table's UNIQUE constraint, so no key is needed."""
+    unique = list({r.incident_id: r for r in requests}.values())
+    rows = await conn.fetch(
+        OPEN_LOCAL_TICKETS,
+        [r.incident_id for r in unique],
+        [r.subject for r in unique],
+        [r.category for r in unique],
+        [r.sentiment for r in unique],
     )
-    if ticket_id is None:  # created before: by an earlier delivery, or a concurrent one
-        ticket_id = await conn.fetchval(
-            "SELECT ticket_id FROM local_tickets WHERE incident_id = $1", request.incident_id
-        )
-    if ticket_id is None:
-        raise TicketSystemError("local ticket vanished", retryable=True)
-    return ticket_id
+    opened = {row["incident_id"]: row["ticket_id"] for row in rows}
+    return [opened.get(r.incident_id) for r in requests]

@@ -1,0 +1,315 @@
+"""End-to-end throughput benchmark: the whole system at increasing open-loop rates.
+
+Starts the six services and the dev SMTP inbox as real processes on a RabbitMQ vhost and a
+Postgres database of their own, with the local classifier and the local ticket backend. For
+each rate, a load generator in its own process (scripts/bench_load.py) POSTs incidents for
+STEP seconds without waiting for answers; the benchmark then waits for the pipeline to finish
+them and reports, from the audit store's per-step timestamps:
+
+- accepted/s and completed/s (received → acknowledged);
+- latency p50/p95/p99 of the accept (HTTP) and of the whole pipeline;
+- latency of each stage;
+- CPU and peak RSS of each process (the services, the inbox, RabbitMQ, Postgres, the load).
+
+A rate is sustained when every request was accepted, every accepted incident completed,
+completed/s kept up with the offered rate (≥ 95 %) and the end-to-end p99 stayed ≤ 1 s.
+The last line is ``max_sustained_per_s=N e2e_p99_ms=N`` for the highest sustained rate.
+
+Usage: make bench [RATES=50,100,200,...] [STEP=20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from incidentflow.sandbox import free_port, free_port_block, own_database, own_vhost  # noqa: E402
+from incidentflow.stack import SERVICES, Stack  # noqa: E402
+from services.ingest.keys import ApiKey, hash_key  # noqa: E402
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
+DEFAULT_RATES = "50,100,200,300,400,500,600,800,1000"
+E2E_P99_LIMIT_MS = 1000.0
+KEEP_UP = 0.95
+STAGES = (
+    ("sentiment", "created_at", "scored_at"),
+    ("classifier", "scored_at", "classified_at"),
+    ("ticketing", "classified_at", "ticketed_at"),
+    ("notifier", "ticketed_at", "acknowledged_at"),
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def spread(values: list[float]) -> str:
+    return "/".join(f"{percentile(values, q):.0f}" for q in (0.5, 0.95, 0.99))
+
+
+class Processes:
+    """CPU and peak RSS of the processes that make up the system under load."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.cpu: dict[str, float] = {}
+        self.rss_mb: dict[str, float] = {}
+        self._start: dict[str, float] = {}
+        self._began = 0.0
+
+    def groups(self, load_pid: int | None) -> dict[str, list[psutil.Process]]:
+        groups: dict[str, list[psutil.Process]] = {}
+        for name in [*SERVICES, "mailbox"]:
+            pid = self.stack.pid(name)
+            if pid is not None:
+                groups[name] = [psutil.Process(pid)]
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] == "beam.smp":
+                groups.setdefault("rabbitmq", []).append(proc)
+            elif proc.info["name"] in ("postgres", "postmaster"):
+                groups.setdefault("postgres", []).append(proc)
+        if load_pid is not None:
+            groups["loadgen"] = [psutil.Process(load_pid)]
+        return groups
+
+    @staticmethod
+    def _cpu_seconds(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    @staticmethod
+    def _rss_mb(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss / 2**20
+            except psutil.Error:
+                pass
+        return total
+
+    def begin(self, load_pid: int) -> None:
+        self._began = time.monotonic()
+        self.cpu, self.rss_mb = {}, {}
+        self._start = {n: self._cpu_seconds(p) for n, p in self.groups(load_pid).items()}
+        self.sample(load_pid)
+
+    def sample(self, load_pid: int | None) -> None:
+        for name, procs in self.groups(load_pid).items():
+            self.rss_mb[name] = max(self.rss_mb.get(name, 0.0), self._rss_mb(procs))
+            # Postgres backends come and go: their CPU is summed over whoever is there now.
+            if name in self._start:
+                used = self._cpu_seconds(procs) - self._start[name]
+                wall = time.monotonic() - self._began
+                self.cpu[name] = max(self.cpu.get(name, 0.0), 100 * used / max(wall, 1e-6))
+
+
+@dataclass
+class Step:
+    rate: float
+    offered: int
+    accepted: int = 0
+    completed: int = 0
+    accepted_per_s: float = 0.0
+    completed_per_s: float = 0.0
+    accept_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sustained(self) -> bool:
+        return (
+            self.accepted == self.offered
+            and self.completed == self.accepted
+            and self.completed_per_s >= KEEP_UP * self.rate
+            and percentile(self.e2e_ms, 0.99) <= E2E_P99_LIMIT_MS
+        )
+
+    def report(self) -> str:
+        lines = [
+            f"rate {self.rate:g}/s: offered={self.offered} accepted={self.accepted} "
+            f"completed={self.completed} statuses={self.statuses}",
+            f"  accepted/s={self.accepted_per_s:.0f} completed/s={self.completed_per_s:.0f} "
+            f"sustained={'yes' if self.sustained else 'no'}",
+            f"  accept ms p50/p95/p99={spread(self.accept_ms)}  "
+            f"e2e ms p50/p95/p99={spread(self.e2e_ms)}",
+            "  stages ms p50/p95/p99: "
+            + "  ".join(f"{name}={spread(ms)}" for name, ms in self.stage_ms.items()),
+            "  cpu %: " + " ".join(f"{n}={c:.0f}" for n, c in sorted(self.cpu.items())),
+            "  rss MB: " + " ".join(f"{n}={r:.0f}" for n, r in sorted(self.rss_mb.items())),
+        ]
+        return "\n".join(lines)
+
+
+async def timings(database_url: str, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(  # type: ignore[no-any-return]
+            """
+            SELECT created_at, scored_at, classified_at, ticketed_at, acknowledged_at
+            FROM incidents WHERE id = ANY($1::uuid[])
+            """,
+            ids,
+        )
+    finally:
+        await conn.close()
+
+
+async def wait_completed(database_url: str, ids: list[uuid.UUID], timeout: float) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = await conn.fetchval(
+                "SELECT count(*) FROM incidents"
+                " WHERE id = ANY($1::uuid[]) AND acknowledged_at IS NOT NULL",
+                ids,
+            )
+            if done >= len(ids):
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds: float) -> Step:
+    processes = Processes(stack)
+    with tempfile.TemporaryFile() as out:
+        load = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "bench_load.py"),
+                "--url",
+                stack.url("ingest") + "/api/incidents",
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(seconds),
+                "--api-key",
+                api_key,
+                "--tag",
+                f"{rate:g}-{uuid.uuid4().hex[:6]}",
+            ],
+            stdout=out,
+        )
+        processes.begin(load.pid)
+        while load.poll() is None:
+            time.sleep(1)
+            processes.sample(load.pid)
+        out.seek(0)
+        outcome = json.load(out)
+    results = outcome["results"]
+    step = Step(rate=rate, offered=len(results))
+    for _, status, _ in results:
+        step.statuses[status] = step.statuses.get(status, 0) + 1
+    accepted = [(uuid.UUID(i), ms) for i, status, ms in results if i and status in (201, 202)]
+    step.accepted = len(accepted)
+    step.accepted_per_s = step.accepted / outcome["seconds"]
+    step.accept_ms = [ms for _, ms in accepted]
+    ids = [i for i, _ in accepted]
+    # Time to drain what a rate that does not keep up has queued, bounded.
+    drain_deadline = time.monotonic() + seconds + 30
+    while time.monotonic() < drain_deadline:
+        asyncio.run(wait_completed(database_url, ids, timeout=2))
+        processes.sample(None)
+        rows = asyncio.run(timings(database_url, ids))
+        if sum(r["acknowledged_at"] is not None for r in rows) >= len(ids):
+            break
+    step.cpu, step.rss_mb = processes.cpu, processes.rss_mb
+    rows = asyncio.run(timings(database_url, ids))
+    done = [r for r in rows if r["acknowledged_at"] is not None]
+    step.completed = len(done)
+    if done:
+        span = max(r["acknowledged_at"] for r in done) - min(r["created_at"] for r in done)
+        step.completed_per_s = len(done) / max(span.total_seconds(), 1e-3)
+    step.e2e_ms = [(r["acknowledged_at"] - r["created_at"]).total_seconds() * 1000 for r in done]
+    step.stage_ms = {
+        name: [(r[end] - r[begin]).total_seconds() * 1000 for r in done]
+        for name, begin, end in STAGES
+    }
+    return step
+
+
+def bench(rates: list[float], seconds: float, log_level: str) -> int:
+    api_key = secrets.token_urlsafe(32)
+    entry = ApiKey(name="bench", scopes=frozenset({"submit"}), digest=hash_key(api_key)).entry()
+    with (
+        own_vhost(RABBITMQ_URL, "bench") as rabbitmq_url,
+        own_database(DATABASE_URL, "bench") as database_url,
+        tempfile.TemporaryDirectory(prefix="incidentflow-bench-") as var,
+    ):
+        stack = Stack(
+            var_dir=Path(var),
+            base_port=free_port_block(6),
+            mail_port=free_port(),
+            env={
+                "RABBITMQ_URL": rabbitmq_url,
+                "DATABASE_URL": database_url,
+                "TICKETING_BACKEND": "local",
+                "INGEST_API_KEYS": entry,
+                # One load generator stands for many customers' front ends.
+                "INGEST_RATE_LIMIT_PER_KEY": "10000000/minute",
+                "LOG_LEVEL": log_level,
+            },
+        )
+        stack.start()
+        try:
+            stack.wait_ready(180)
+            print(
+                f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB;"
+                f" step {seconds:g} s per rate; LOG_LEVEL={log_level}",
+                flush=True,
+            )
+            best: Step | None = None
+            misses = 0
+            for rate in rates:
+                step = run_step(stack, database_url, api_key, rate, seconds)
+                print(step.report(), flush=True)
+                if step.sustained:
+                    best, misses = step, 0
+                else:
+                    misses += 1
+                    if misses == 2:  # two rates in a row beyond reach: higher ones are too
+                        break
+        finally:
+            stack.stop()
+    if best is None:
+        print("max_sustained_per_s=0 e2e_p99_ms=0")
+        return 1
+    print(f"max_sustained_per_s={best.rate:.0f} e2e_p99_ms={percentile(best.e2e_ms, 0.99):.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default=DEFAULT_RATES, help="comma list of incidents/s")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long each rate runs")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args()
+    sys.exit(bench([float(r) for r in args.rates.split(",")], args.seconds, args.log_level))

@@ -1,0 +1,93 @@
+"""Open-loop load generator for `make bench`: POSTs incidents at a fixed rate, whatever the answers.
+
+Runs in its own process so its CPU is not the system's. Request i is due at i/RATE seconds; its
+latency is measured from that due time, so a slow answer that delays later sends shows up in
+their latency too (no coordinated omission). Prints one JSON document: per request the
+incident id, the HTTP status and the accept latency.
+
+Usage: python scripts/bench_load.py --url URL --rate R --seconds S [--api-key K] [--tag T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+MESSAGES = [
+    "I was charged twice for order {n}, please refund the duplicate!",
+    "My card payment {n} failed but the money left my account",
+    "Someone I don't know used my card, transaction {n} is fraud",
+    "I want a refund for purchase {n}, it never arrived",
+    "My account is locked after payment {n}, I cannot log in",
+    "My statement shows payment {n} with the wrong amount",
+    "Thank you for the quick help with payment {n}, all good now",
+]
+
+
+def incident(tag: str, n: int) -> dict[str, str]:
+    return {
+        # One customer per request: the per-customer limit and duplicate linking stay out of it.
+        "customer_id": f"bench-{tag}-{n}",
+        "channel": "email",
+        "message": MESSAGES[n % len(MESSAGES)].format(n=n),
+        "email": f"customer{n}@example.com",
+    }
+
+
+async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag: str) -> Any:
+    count = int(rate * seconds)
+    headers = {"Prefer": "wait=0"}  # the accept alone; the pipeline is timed from the database
+    if api_key:
+        headers["X-API-Key"] = api_key
+    results: list[tuple[str | None, int, float]] = [(None, 0, 0.0)] * count
+    connector = aiohttp.TCPConnector(limit=1000)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.monotonic()
+
+        async def one(n: int, due: float) -> None:
+            try:
+                async with session.post(url, json=incident(tag, n), headers=headers) as response:
+                    body = await response.json() if response.status < 300 else {}
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                body, status = {}, 0
+            results[n] = (body.get("incident_id"), status, (time.monotonic() - due) * 1000)
+
+        tasks = []
+        for n in range(count):
+            due = started + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - started
+    return {"rate": rate, "seconds": elapsed, "results": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--api-key")
+    parser.add_argument("--tag", default="run")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:  # the benchmark runs without it, a little slower
+        outcome = asyncio.run(drive(args.url, args.rate, args.seconds, args.api_key, args.tag))
+    else:
+        outcome = uvloop.run(drive(args.url, args.rate, args.seconds, args.api_key, args.tag))
+    json.dump(outcome, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -94,21 +95,17 @@ class Processes:
     def _cpu_seconds(procs: list[psutil.Process]) -> float:
         total = 0.0
         for proc in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
                 total += times.user + times.system
-            except psutil.Error:
-                pass
         return total
 
     @staticmethod
     def _rss_mb(procs: list[psutil.Process]) -> float:
         total = 0.0
         for proc in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += proc.memory_info().rss / 2**20
-            except psutil.Error:
-                pass
         return total
 
     def begin(self, load_pid: int) -> None:
@@ -118,13 +115,14 @@ class Processes:
         self.sample(load_pid)
 
     def sample(self, load_pid: int | None) -> None:
+        """Peak RSS so far, and CPU % since begin() (Postgres backends come and go: theirs is
+        summed over the backends there now, so it may read a little low)."""
+        wall = max(time.monotonic() - self._began, 1e-6)
         for name, procs in self.groups(load_pid).items():
             self.rss_mb[name] = max(self.rss_mb.get(name, 0.0), self._rss_mb(procs))
-            # Postgres backends come and go: their CPU is summed over whoever is there now.
             if name in self._start:
                 used = self._cpu_seconds(procs) - self._start[name]
-                wall = time.monotonic() - self._began
-                self.cpu[name] = max(self.cpu.get(name, 0.0), 100 * used / max(wall, 1e-6))
+                self.cpu[name] = 100 * used / wall
 
 
 @dataclass

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import aiohttp
+import uvloop
 
 MESSAGES = [
     "I was charged twice for order {n}, please refund the duplicate!",
@@ -80,12 +81,7 @@ def main() -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--tag", default="run")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:  # the benchmark runs without it, a little slower
-        outcome = asyncio.run(drive(args.url, args.rate, args.seconds, args.api_key, args.tag))
-    else:
-        outcome = uvloop.run(drive(args.url, args.rate, args.seconds, args.api_key, args.tag))
+    outcome = uvloop.run(drive(args.url, args.rate, args.seconds, args.api_key, args.tag))
     json.dump(outcome, sys.stdout)
 
 

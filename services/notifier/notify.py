@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
@@ -34,6 +34,7 @@ from services.notifier.settings import NotifierSettings
 log = logging.getLogger("incidentflow.notifier")
 
 Send = Callable[[], Awaitable[Delivery]]
+_DATABASE_AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class NotificationBusy(Exception):
@@ -66,7 +67,6 @@ class Notifier:
         self.texts = texts
         self.settings = settings
         self._claims = Batcher.pooled(pool, store.claim_many)
-        self._deliveries = Batcher.pooled(pool, _record_delivered)
 
     async def acknowledge(
         self, view: IncidentView, channels: list[str], phone: str | None, *, final: bool
@@ -151,27 +151,38 @@ class Notifier:
     async def _send_and_record(
         self, key: store.Key, lease: datetime, send: Send, *, final: bool
     ) -> str:
-        try:
-            delivery = await send()
-        except PermanentFailure as exc:
-            await self._record_failure(key, lease, exc, retryable=False, final=final)
-            return "failed"
-        except Exception as exc:
-            await self._record_failure(key, lease, exc, retryable=True, final=final)
-            # Retried with back-off by the delivery policy, then dead-lettered.
-            raise SendFailed(f"{key.channel}/{key.kind}: {type(exc).__name__}") from exc
-        # The provider has it. Recording must outlast a database restart: give up only well
-        # inside the lease, so no other delivery can have claimed the row meanwhile.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)),
-            wait=wait_exponential(multiplier=0.2, max=2),
-            stop=stop_after_delay(self.settings.send_lease_seconds / 2),
-            reraise=True,
-        ):
-            with attempt:
-                await self._deliveries.submit(
-                    store.DeliveredRecord(key, delivery.status, delivery.provider_message_id)
-                )
+        # Between the provider's answer and the record of it, a crash would leave a sent
+        # message looking unsent, and it would go again once the lease ran out. So that
+        # moment is kept short: the connection for the record is taken before the send,
+        # and the record goes out the moment the answer is in.
+        async with self._pool().acquire() as conn:
+            try:
+                delivery = await send()
+            except PermanentFailure as exc:
+                await self._record_failure(key, lease, exc, retryable=False, final=final)
+                return "failed"
+            except Exception as exc:
+                await self._record_failure(key, lease, exc, retryable=True, final=final)
+                # Retried with back-off by the delivery policy, then dead-lettered.
+                raise SendFailed(f"{key.channel}/{key.kind}: {type(exc).__name__}") from exc
+            record = (key, delivery.status, delivery.provider_message_id)
+            try:
+                await store.record_delivered(conn, *record)
+                recorded = True
+            except _DATABASE_AWAY:
+                recorded = False
+        if not recorded:
+            # The provider has it. Recording must outlast a database restart: give up only
+            # well inside the lease, so no other delivery can have claimed the row meanwhile.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_DATABASE_AWAY),
+                wait=wait_exponential(multiplier=0.2, max=2),
+                stop=stop_after_delay(self.settings.send_lease_seconds / 2),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._pool().acquire() as conn:
+                        await store.record_delivered(conn, *record)
         self._log(key, delivery.status)
         return delivery.status
 
@@ -207,10 +218,3 @@ class Notifier:
                 "error": error,
             },
         )
-
-
-async def _record_delivered(
-    conn: asyncpg.Connection, delivered: Sequence[store.DeliveredRecord]
-) -> list[None]:
-    await store.record_delivered_many(conn, delivered)
-    return [None] * len(delivered)

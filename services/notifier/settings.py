@@ -27,6 +27,8 @@ class NotifierSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
 
     prefetch: int = Field(20, ge=1, le=1000)
+    # Each send holds a connection for its record (notify.py), besides the batched writes.
+    db_pool_size: int = Field(15, ge=1, le=100, validation_alias=AliasChoices("DB_POOL_SIZE"))
     # Defaults point at the dev inbox that `make up` starts.
     smtp_host: str = Field("localhost", validation_alias=_env("SMTP_HOST"))
     smtp_port: int = Field(1025, ge=1, le=65535, validation_alias=_env("SMTP_PORT"))

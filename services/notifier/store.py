@@ -121,38 +121,23 @@ async def claim(
     return (await claim_many(conn, [ClaimRequest(key, recipient, message, lease_seconds)]))[0]
 
 
-@dataclass(frozen=True)
-class DeliveredRecord:
-    key: Key
-    status: str
-    provider_message_id: str | None
-
-
-async def record_delivered_many(
-    conn: asyncpg.Connection, delivered: Sequence[DeliveredRecord]
+async def record_delivered(
+    conn: asyncpg.Connection, key: Key, status: str, provider_message_id: str | None
 ) -> None:
     # Whoever holds the row now, the provider took the message: that is the fact to keep.
     await conn.execute(
         """
-        UPDATE notifications n
-        SET status = d.status, provider_message_id = d.provider_message_id, last_error = NULL,
-            lease_until = NULL, sent_at = COALESCE(n.sent_at, now())
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-             AS d(incident_id, channel, kind, status, provider_message_id)
-        WHERE (n.incident_id, n.channel, n.kind) = (d.incident_id, d.channel, d.kind)
+        UPDATE notifications
+        SET status = $4, provider_message_id = $5, last_error = NULL, lease_until = NULL,
+            sent_at = COALESCE(sent_at, now())
+        WHERE incident_id = $1 AND channel = $2 AND kind = $3
         """,
-        [d.key.incident_id for d in delivered],
-        [d.key.channel for d in delivered],
-        [d.key.kind for d in delivered],
-        [d.status for d in delivered],
-        [d.provider_message_id for d in delivered],
+        key.incident_id,
+        key.channel,
+        key.kind,
+        status,
+        provider_message_id,
     )
-
-
-async def record_delivered(
-    conn: asyncpg.Connection, key: Key, status: str, provider_message_id: str | None
-) -> None:
-    await record_delivered_many(conn, [DeliveredRecord(key, status, provider_message_id)])
 
 
 async def record_failure(

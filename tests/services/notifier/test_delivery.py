@@ -21,6 +21,7 @@ from faststream import TestApp
 
 from contracts.events import IncidentAcknowledged, IncidentTicketed
 from contracts.topology import DELIVERY_LIMIT, EVENTS
+from incidentflow.messaging import is_last_delivery
 from incidentflow.sandbox import free_port
 from services.notifier import store
 from services.notifier.adapters.base import Delivery
@@ -28,7 +29,6 @@ from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.app import create_app
 from services.notifier.compose import IncidentView
-from services.notifier.handlers import is_last_delivery
 from services.notifier.notify import NotificationBusy, Notifier, SendFailed
 from services.notifier.settings import NotifierSettings
 from tests.e2e.conftest import insert_ticketed_incident, publish
@@ -414,6 +414,21 @@ async def test_a_handler_cancelled_after_the_send_still_records_it(
     assert len(inbox.arrived) == 1
 
 
+class _BrokenConnection:
+    """A connection whose server went away: every statement fails."""
+
+    async def execute(self, *args: object) -> str:
+        raise ConnectionResetError("database restarting")
+
+
+class _PoolLosingItsConnections:
+    """A pool whose connection breaks while it is held (as in a Postgres restart)."""
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_BrokenConnection]:
+        yield _BrokenConnection()
+
+
 async def test_recording_a_sent_mail_outlasts_a_database_outage(
     pool: asyncpg.Pool, database_url: str
 ) -> None:
@@ -422,10 +437,13 @@ async def test_recording_a_sent_mail_outlasts_a_database_outage(
     event = await insert_ticketed_incident(database_url)
     outage = {"calls": 0}
 
-    def flaky_pool() -> asyncpg.Pool:
+    def flaky_pool() -> Any:
         outage["calls"] += 1
-        # Call 1 claims; calls 2 and 3, the first tries to record, meet the outage.
-        if outage["calls"] in (2, 3):
+        # Call 1 claims. Call 2 is the connection held across the send, lost meanwhile;
+        # call 3, the first retry of the record, finds the database still away.
+        if outage["calls"] == 2:
+            return _PoolLosingItsConnections()
+        if outage["calls"] == 3:
             raise ConnectionRefusedError("database restarting")
         return pool
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from services.reminder.handlers import slot_of
 from services.reminder.settings import ReminderSettings
 
 
@@ -31,3 +34,11 @@ def test_unknown_category_in_the_policy_is_refused(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("REMINDER_CATEGORY_DELAYS", '{"fraud": 600}')
     with pytest.raises(ValueError, match="fraud"):
         ReminderSettings()
+
+
+def test_a_reminder_belongs_to_the_slot_ending_at_or_after_its_due_time() -> None:
+    due = datetime(2026, 12, 4, 10, 0, 0, 100_000, tzinfo=UTC)
+    assert slot_of(due, 0.25) == datetime(2026, 12, 4, 10, 0, 0, 250_000, tzinfo=UTC)
+    on_the_edge = datetime(2026, 12, 4, 10, 0, 1, tzinfo=UTC)
+    assert slot_of(on_the_edge, 0.25) == on_the_edge  # due exactly at a slot's end
+    assert slot_of(due, 60) == datetime(2026, 12, 4, 10, 1, tzinfo=UTC)

@@ -373,10 +373,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         outcome: store.IdempotentOutcome, response: Response
     ) -> IncidentCreated:
         async with pool().acquire() as conn:
-            details = await store.incident_details(conn, outcome.incident_id)
+            details = await store.accepted_summary(conn, outcome.incident_id)
         assert details is not None
-        channels = [n["channel"] for n in details["notifications"] if n["kind"] == "ack"]
-        message = summary_message(details, channels)
+        message = summary_message(details, details["ack_channels"])
         if outcome.duplicate:
             response.status_code = 200
             message = "Already reported: linked to your open incident. " + message

@@ -15,12 +15,22 @@ from contracts.events import IncidentReceived
 async def record_incident(
     conn: asyncpg.Connection, event: IncidentReceived, fingerprint: str
 ) -> None:
-    """The incident row and its event, in the caller's transaction (the outbox pattern)."""
+    """The incident row, its event and its audit row, in the caller's transaction (the
+    outbox pattern), in one round trip."""
+    payload = event.model_dump_json()
     await conn.execute(
         """
-        INSERT INTO incidents
-            (id, customer_id, channel, message, email, phone, created_at, message_fingerprint)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        WITH incident AS (
+            INSERT INTO incidents
+                (id, customer_id, channel, message, email, phone, created_at,
+                 message_fingerprint)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ), outbox AS (
+            INSERT INTO outbox (event_id, routing_key, payload) VALUES ($9, $10, $11::text::jsonb)
+        )
+        INSERT INTO audit_events
+            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+        VALUES ('ingest', $12, $9, $1, $13, $11::text::jsonb, 'accepted')
         """,
         event.incident_id,
         event.customer_id,
@@ -30,24 +40,11 @@ async def record_incident(
         event.phone,
         event.created_at,
         fingerprint,
-    )
-    await conn.execute(
-        "INSERT INTO outbox (event_id, routing_key, payload) VALUES ($1, $2, $3)",
         event.event_id,
         event.routing_key(),
-        event.model_dump(mode="json"),
-    )
-    await conn.execute(
-        """
-        INSERT INTO audit_events
-            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
-        VALUES ('ingest', $1, $2, $3, $4, $5, 'accepted')
-        """,
+        payload,
         event.name,
-        event.event_id,
-        event.incident_id,
         event.occurred_at,
-        event.model_dump(mode="json"),
     )
 
 
@@ -165,6 +162,23 @@ INCIDENT_COLUMNS = """
 async def incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
+    )
+    return dict(row) if row else None
+
+
+async def accepted_summary(
+    conn: asyncpg.Connection, incident_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """What the answer to a POST needs: the incident's progress and its acknowledgements."""
+    row = await conn.fetchrow(
+        """
+        SELECT ticket_id, status, classification, confidence, sentiment, acknowledged_at,
+               ARRAY(SELECT channel FROM notifications n
+                     WHERE n.incident_id = i.id AND n.kind = 'ack'
+                     ORDER BY created_at, channel) AS ack_channels
+        FROM incidents i WHERE id = $1
+        """,
+        incident_id,
     )
     return dict(row) if row else None
 

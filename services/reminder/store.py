@@ -102,12 +102,18 @@ WITH claimed AS (
     WHERE r.id = claimed.id AND i.id = r.incident_id
     RETURNING r.*, i.ticket_id, i.email, i.message, i.created_at AS incident_created
 ), audited AS (
+    -- Each reminder's row holds a reminder.due event, as if one had come for it alone.
     INSERT INTO audit_events
         (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
-    SELECT $5, 'reminder.due', gen_random_uuid(), incident_id, now(),
-           jsonb_build_object('reminder_id', id, 'kind', kind, 'due_at', due_at),
-           CASE state WHEN 'requesting' THEN 'requested' ELSE 'skipped: incident resolved' END
-    FROM fired
+    SELECT $5, 'reminder.due', due.event_id, due.incident_id, due.occurred_at,
+           jsonb_build_object(
+               'event_id', due.event_id, 'incident_id', due.incident_id,
+               'occurred_at', due.occurred_at, 'schema_version', 1, 'trace', '{}'::jsonb,
+               'reminder_id', due.id, 'kind', due.kind, 'due_at', due.due_at
+           ),
+           CASE due.state WHEN 'requesting' THEN 'requested'
+                          ELSE 'skipped: incident resolved' END
+    FROM (SELECT fired.*, gen_random_uuid() AS event_id, now() AS occurred_at FROM fired) due
 )
 SELECT * FROM fired
 """

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,6 +324,10 @@ async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
             await explain_lost(run, lost)
     finally:
         stack.stop()
+        # The evidence outlives the run's temporary directory: var/chaos-logs/<time>/.
+        kept = REPO / "var" / "chaos-logs" / time.strftime("%Y%m%dT%H%M%S")
+        shutil.copytree(stack.log_dir, kept, dirs_exist_ok=True)
+        print(f"service logs kept in {kept}", flush=True)
     for incident_id in sorted(lost)[:10]:
         print(f"lost: {incident_id}", flush=True)
     duplicate_tickets = sum(max(0, n - 1) for n in per_incident.values())

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 from tenacity import (
     AsyncRetrying,
+    before_sleep_log,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential,
@@ -178,6 +179,7 @@ class Notifier:
                 retry=retry_if_exception_type(_DATABASE_AWAY),
                 wait=wait_exponential(multiplier=0.2, max=2),
                 stop=stop_after_delay(self.settings.send_lease_seconds / 2),
+                before_sleep=before_sleep_log(log, logging.WARNING),
                 reraise=True,
             ):
                 with attempt:

@@ -38,6 +38,10 @@ from incidentflow.privacy import mask_text
 log = logging.getLogger("incidentflow.messaging")
 
 MAX_BACKOFF_SECONDS = 30
+# A publish not confirmed by then has failed. Enforced around the whole publish: aio-pika's
+# own timeout covers the confirm, not the write before it, which a connection dropped at the
+# wrong moment can leave pending for minutes (a chaos run's stalled outbox relay).
+PUBLISH_TIMEOUT_SECONDS = 10.0
 # How many times a message was sent back through the delay queues after failing.
 RETRIES_HEADER = "x-incidentflow-retries"
 
@@ -154,21 +158,22 @@ class DeliveryPolicy(BaseMiddleware):
             return False
         kept = {k: v for k, v in (raw.headers or {}).items() if k not in _PER_DELIVERY_HEADERS}
         try:
-            await broker.publish(
-                raw.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                headers={**kept, **headers},
-                persist=True,
-                mandatory=True,
-                message_id=raw.message_id,
-                message_type=raw.type,
-                content_type=raw.content_type,
-                content_encoding=raw.content_encoding,
-                correlation_id=raw.correlation_id,
-                timestamp=raw.timestamp,
-                timeout=10,
-            )
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                await broker.publish(
+                    raw.body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    headers={**kept, **headers},
+                    persist=True,
+                    mandatory=True,
+                    message_id=raw.message_id,
+                    message_type=raw.type,
+                    content_type=raw.content_type,
+                    content_encoding=raw.content_encoding,
+                    correlation_id=raw.correlation_id,
+                    timestamp=raw.timestamp,
+                    timeout=PUBLISH_TIMEOUT_SECONDS,
+                )
         except Exception as publish_error:
             log.warning(
                 "could not republish the message",
@@ -232,17 +237,19 @@ async def publish_event(
     exchange: RabbitExchange = EVENTS,
     routing_key: str | None = None,
 ) -> None:
-    """Publish persistently and wait for the broker's confirm."""
-    await broker.publish(
-        event,
-        exchange=exchange,
-        routing_key=routing_key or event.routing_key(),
-        persist=True,
-        mandatory=event.requires_listener,
-        message_id=str(event.event_id),
-        message_type=event.name,
-        timeout=10,
-    )
+    """Publish persistently and wait for the broker's confirm (TimeoutError after
+    PUBLISH_TIMEOUT_SECONDS)."""
+    async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+        await broker.publish(
+            event,
+            exchange=exchange,
+            routing_key=routing_key or event.routing_key(),
+            persist=True,
+            mandatory=event.requires_listener,
+            message_id=str(event.event_id),
+            message_type=event.name,
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+        )
 
 
 async def publish_delayed(broker: RabbitBroker, event: Envelope, delay_seconds: float) -> None:

@@ -19,6 +19,7 @@ from pamqp.commands import Basic
 
 from contracts.topology import EVENTS
 from incidentflow.loops import survive_round
+from incidentflow.messaging import PUBLISH_TIMEOUT_SECONDS
 from incidentflow.tracing import traced
 from services.ingest import store
 
@@ -36,9 +37,15 @@ def is_refusal(failure: BaseException) -> bool:
 
 class OutboxRelay:
     def __init__(
-        self, pool: asyncpg.Pool, broker: RabbitBroker, interval: float, batch_size: int
+        self,
+        pool: asyncpg.Pool,
+        broker: RabbitBroker,
+        interval: float,
+        batch_size: int,
+        publish_timeout: float = PUBLISH_TIMEOUT_SECONDS,
     ) -> None:
         self._pool = pool
+        self._publish_timeout = publish_timeout
         self._broker = broker
         self._interval = interval
         self._batch_size = batch_size
@@ -65,20 +72,24 @@ class OutboxRelay:
             # some others failed (the rest would otherwise all go out twice).
             outcomes = await asyncio.gather(
                 *(
-                    # Each under its incident's trace, stored with the row by the request.
-                    traced(
-                        row["payload"].get("trace", {}),
-                        self._broker.publish(
-                            row["payload"],
-                            exchange=EVENTS,
-                            routing_key=row["routing_key"],
-                            persist=True,
-                            mandatory=True,
-                            message_id=str(row["event_id"]),
-                            message_type=row["routing_key"].rsplit(".", 1)[0],
-                            content_type="application/json",
-                            timeout=10,
+                    # Each under its incident's trace, stored with the row by the request,
+                    # and each with a deadline: one hung publish must not hold the outbox.
+                    asyncio.wait_for(
+                        traced(
+                            row["payload"].get("trace", {}),
+                            self._broker.publish(
+                                row["payload"],
+                                exchange=EVENTS,
+                                routing_key=row["routing_key"],
+                                persist=True,
+                                mandatory=True,
+                                message_id=str(row["event_id"]),
+                                message_type=row["routing_key"].rsplit(".", 1)[0],
+                                content_type="application/json",
+                                timeout=self._publish_timeout,
+                            ),
                         ),
+                        self._publish_timeout,
                     )
                     for row in rows
                 ),

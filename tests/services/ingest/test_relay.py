@@ -87,6 +87,36 @@ async def test_a_cancelled_confirm_does_not_kill_the_relay(
     assert not relay.running  # its own cancellation still stops it
 
 
+async def test_a_publish_that_never_returns_does_not_hold_the_outbox(
+    vhost_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chaos run's broker restart left one publish waiting forever on a dead connection
+    (aiormq's write, before any confirm, has no timeout), and the outbox behind it."""
+    await bind_received_queue(vhost_url, "test.received")
+    broker = make_broker(vhost_url, prefetch=1)
+    await broker.connect()
+    real_publish = broker.publish
+    calls = 0
+
+    async def hang_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()  # never set: the write that never completes
+        return await real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "publish", hang_once)
+    relay = OutboxRelay(pool, broker, interval=0.1, batch_size=50, publish_timeout=0.5)
+    event = await accepted(pool)
+    relay.start()
+    try:
+        assert await published(pool, event, timeout=5)
+        assert calls >= 2 and relay.running
+    finally:
+        await relay.stop()
+        await broker.stop()
+
+
 async def test_a_cancelled_database_call_does_not_kill_the_relay(
     vhost_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -35,7 +36,6 @@ from services.notifier.settings import NotifierSettings
 log = logging.getLogger("incidentflow.notifier")
 
 Send = Callable[[], Awaitable[Delivery]]
-_DATABASE_AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class NotificationBusy(Exception):
@@ -156,7 +156,9 @@ class Notifier:
         # message looking unsent, and it would go again once the lease ran out. So that
         # moment is kept short: the connection for the record is taken before the send,
         # and the record goes out the moment the answer is in.
-        async with self._pool().acquire() as conn:
+        pool = self._pool()
+        conn = await pool.acquire()
+        try:
             try:
                 delivery = await send()
             except PermanentFailure as exc:
@@ -170,21 +172,28 @@ class Notifier:
             try:
                 await store.record_delivered(conn, *record)
                 recorded = True
-            except _DATABASE_AWAY:
+            except Exception as exc:
+                # Whatever the connection did (a server restarting mid-statement surfaces
+                # as OSError, PostgresError or asyncpg's InternalClientError alike), the
+                # provider has the message: the record is retried below, never skipped.
+                log.warning("recording a sent message failed, retrying", extra={"error": repr(exc)})
                 recorded = False
+        finally:
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
         if not recorded:
-            # The provider has it. Recording must outlast a database restart: give up only
-            # well inside the lease, so no other delivery can have claimed the row meanwhile.
+            # Recording must outlast a database restart: give up only well inside the
+            # lease, so no other delivery can have claimed the row meanwhile.
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_DATABASE_AWAY),
+                retry=retry_if_exception_type(Exception),
                 wait=wait_exponential(multiplier=0.2, max=2),
                 stop=stop_after_delay(self.settings.send_lease_seconds / 2),
                 before_sleep=before_sleep_log(log, logging.WARNING),
                 reraise=True,
             ):
                 with attempt:
-                    async with self._pool().acquire() as conn:
-                        await store.record_delivered(conn, *record)
+                    async with self._pool().acquire() as retry_conn:
+                        await store.record_delivered(retry_conn, *record)
         self._log(key, delivery.status)
         return delivery.status
 

@@ -415,18 +415,23 @@ async def test_a_handler_cancelled_after_the_send_still_records_it(
 
 
 class _BrokenConnection:
-    """A connection whose server went away: every statement fails."""
+    """A connection the server dropped in the middle of a statement: asyncpg reports that
+    as an internal client error, not as a connection error (seen in a chaos run)."""
 
     async def execute(self, *args: object) -> str:
-        raise ConnectionResetError("database restarting")
+        raise asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        )
 
 
 class _PoolLosingItsConnections:
     """A pool whose connection breaks while it is held (as in a Postgres restart)."""
 
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[_BrokenConnection]:
-        yield _BrokenConnection()
+    async def acquire(self) -> _BrokenConnection:
+        return _BrokenConnection()
+
+    async def release(self, conn: _BrokenConnection) -> None:
+        raise ConnectionResetError("nothing to give back")
 
 
 async def test_recording_a_sent_mail_outlasts_a_database_outage(

@@ -11,8 +11,9 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from incidentflow.db import migrate
+from incidentflow.stack import Stack
 
 
 @contextmanager
@@ -112,3 +114,47 @@ def restart_local_postgres() -> None:
         check=True,
         timeout=120,
     )
+
+
+@contextmanager
+def isolated_stack(
+    rabbitmq_url: str, database_url: str, label: str, env: Mapping[str, str]
+) -> Iterator[tuple[Stack, str]]:
+    """The whole system, not started yet, on a vhost, a database, ports and a var directory of
+    its own (benchmarks and the chaos run); yields the stack and its database URL."""
+    with (
+        own_vhost(rabbitmq_url, label) as vhost_url,
+        own_database(database_url, label) as own_url,
+        tempfile.TemporaryDirectory(prefix=f"incidentflow-{label}-") as var,
+    ):
+        yield (
+            Stack(
+                var_dir=Path(var),
+                base_port=free_port_block(6),
+                mail_port=free_port(),
+                env={"RABBITMQ_URL": vhost_url, "DATABASE_URL": own_url, **env},
+            ),
+            own_url,
+        )
+
+
+SAMPLE_MESSAGES = (
+    "I was charged twice for order {n}, please refund the duplicate!",
+    "My card payment {n} failed but the money left my account",
+    "Someone I don't know used my card, transaction {n} is fraud",
+    "I want a refund for purchase {n}, it never arrived",
+    "My account is locked after payment {n}, I cannot log in",
+    "My statement shows payment {n} with the wrong amount",
+    "Thank you for the quick help with payment {n}, all good now",
+)
+
+
+def sample_incident(prefix: str, n: int) -> dict[str, str]:
+    """The body of the load generators' request n: each kind of incident in turn, and one
+    customer per request, so per-customer limits and duplicate linking stay out of it."""
+    return {
+        "customer_id": f"{prefix}-{n}",
+        "channel": "email",
+        "message": SAMPLE_MESSAGES[n % len(SAMPLE_MESSAGES)].format(n=n),
+        "email": f"customer{n}@example.com",
+    }

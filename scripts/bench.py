@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from incidentflow.sandbox import free_port, free_port_block, own_database, own_vhost  # noqa: E402
+from incidentflow.sandbox import isolated_stack  # noqa: E402
 from incidentflow.stack import SERVICES, Stack  # noqa: E402
 from services.ingest.keys import ApiKey, hash_key  # noqa: E402
 
@@ -92,21 +93,21 @@ class Processes:
         return groups
 
     @staticmethod
-    def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    def _total(procs: list[psutil.Process], measure: Callable[[psutil.Process], float]) -> float:
+        """``measure`` summed over ``procs``; one that exited meanwhile counts nothing."""
         total = 0.0
         for proc in procs:
             with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
+                total += measure(proc)
         return total
 
-    @staticmethod
-    def _rss_mb(procs: list[psutil.Process]) -> float:
-        total = 0.0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss / 2**20
-        return total
+    @classmethod
+    def _cpu_seconds(cls, procs: list[psutil.Process]) -> float:
+        return cls._total(procs, lambda p: p.cpu_times().user + p.cpu_times().system)
+
+    @classmethod
+    def _rss_mb(cls, procs: list[psutil.Process]) -> float:
+        return cls._total(procs, lambda p: p.memory_info().rss / 2**20)
 
     def begin(self, load_pid: int) -> None:
         self._began = time.monotonic()
@@ -257,25 +258,18 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
 def bench(rates: list[float], seconds: float, log_level: str) -> int:
     api_key = secrets.token_urlsafe(32)
     entry = ApiKey(name="bench", scopes=frozenset({"submit"}), digest=hash_key(api_key)).entry()
-    with (
-        own_vhost(RABBITMQ_URL, "bench") as rabbitmq_url,
-        own_database(DATABASE_URL, "bench") as database_url,
-        tempfile.TemporaryDirectory(prefix="incidentflow-bench-") as var,
-    ):
-        stack = Stack(
-            var_dir=Path(var),
-            base_port=free_port_block(6),
-            mail_port=free_port(),
-            env={
-                "RABBITMQ_URL": rabbitmq_url,
-                "DATABASE_URL": database_url,
-                "TICKETING_BACKEND": "local",
-                "INGEST_API_KEYS": entry,
-                # One load generator stands for many customers' front ends.
-                "INGEST_RATE_LIMIT_PER_KEY": "10000000/minute",
-                "LOG_LEVEL": log_level,
-            },
-        )
+    with isolated_stack(
+        RABBITMQ_URL,
+        DATABASE_URL,
+        "bench",
+        {
+            "TICKETING_BACKEND": "local",
+            "INGEST_API_KEYS": entry,
+            # One load generator stands for many customers' front ends.
+            "INGEST_RATE_LIMIT_PER_KEY": "10000000/minute",
+            "LOG_LEVEL": log_level,
+        },
+    ) as (stack, database_url):
         stack.start()
         try:
             stack.wait_ready(180)

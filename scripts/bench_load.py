@@ -20,25 +20,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-MESSAGES = [
-    "I was charged twice for order {n}, please refund the duplicate!",
-    "My card payment {n} failed but the money left my account",
-    "Someone I don't know used my card, transaction {n} is fraud",
-    "I want a refund for purchase {n}, it never arrived",
-    "My account is locked after payment {n}, I cannot log in",
-    "My statement shows payment {n} with the wrong amount",
-    "Thank you for the quick help with payment {n}, all good now",
-]
-
-
-def incident(tag: str, n: int) -> dict[str, str]:
-    return {
-        # One customer per request: the per-customer limit and duplicate linking stay out of it.
-        "customer_id": f"bench-{tag}-{n}",
-        "channel": "email",
-        "message": MESSAGES[n % len(MESSAGES)].format(n=n),
-        "email": f"customer{n}@example.com",
-    }
+from incidentflow.sandbox import sample_incident
 
 
 async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag: str) -> Any:
@@ -54,7 +36,8 @@ async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag:
 
         async def one(n: int, due: float) -> None:
             try:
-                async with session.post(url, json=incident(tag, n), headers=headers) as response:
+                body = sample_incident(f"bench-{tag}", n)
+                async with session.post(url, json=body, headers=headers) as response:
                     body = await response.json() if response.status < 300 else {}
                     status = response.status
             except (aiohttp.ClientError, TimeoutError):

@@ -25,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -42,12 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from incidentflow.sandbox import (  # noqa: E402
-    free_port,
-    free_port_block,
-    own_database,
-    own_vhost,
+    isolated_stack,
     restart_local_postgres,
     restart_local_rabbitmq,
+    sample_incident,
 )
 from incidentflow.stack import SERVICES, Stack  # noqa: E402
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api  # noqa: E402
@@ -55,14 +52,6 @@ from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api  # noqa
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
 ACK_MESSAGE_ID = re.compile(r"<([0-9a-f-]{36})\.ack@incidentflow>")
-MESSAGES = [
-    "I was charged twice for order {n}, please refund the duplicate!",
-    "My card payment {n} failed but the money left my account",
-    "Someone I don't know used my card, transaction {n} is fraud",
-    "I want a refund for purchase {n}, it never arrived",
-    "My account is locked after payment {n}, I cannot log in",
-    "My statement shows payment {n} with the wrong amount",
-]
 
 
 @dataclass
@@ -104,12 +93,7 @@ async def send_all(run: Run, count: int, rate: float, deadline_s: float) -> None
 
         async def one(n: int) -> None:
             await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-            body = {
-                "customer_id": f"chaos-{n}",
-                "channel": "email",
-                "message": MESSAGES[n % len(MESSAGES)].format(n=n),
-                "email": f"customer{n}@example.com",
-            }
+            body = sample_incident("chaos", n)
             headers = {"Idempotency-Key": f"chaos-{n}", "Prefer": "wait=0"}
             give_up = time.monotonic() + deadline_s
             first = True
@@ -263,18 +247,12 @@ async def explain_lost(run: Run, lost: set[uuid.UUID]) -> None:
 
 def chaos(count: int, rate: float, settle_s: float) -> int:
     with (
-        own_vhost(RABBITMQ_URL, "chaos") as rabbitmq_url,
-        own_database(DATABASE_URL, "chaos") as database_url,
         fake_ticket_api() as tickets,
-        tempfile.TemporaryDirectory(prefix="incidentflow-chaos-") as var,
-    ):
-        stack = Stack(
-            var_dir=Path(var),
-            base_port=free_port_block(6),
-            mail_port=free_port(),
-            env={
-                "RABBITMQ_URL": rabbitmq_url,
-                "DATABASE_URL": database_url,
+        isolated_stack(
+            RABBITMQ_URL,
+            DATABASE_URL,
+            "chaos",
+            {
                 "TICKETING_BACKEND": "rest",
                 "TICKETING_URL": tickets.url + REST_PATH,
                 "TICKETING_RECONCILE_INTERVAL_SECONDS": "2",
@@ -283,7 +261,8 @@ def chaos(count: int, rate: float, settle_s: float) -> int:
                 "INGEST_RATE_LIMIT_PER_KEY": "1000000/minute",
                 "LOG_LEVEL": "WARNING",
             },
-        )
+        ) as (stack, database_url),
+    ):
         return asyncio.run(drive(Run(stack, tickets, database_url), count, rate, settle_s))
 
 

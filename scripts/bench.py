@@ -138,6 +138,7 @@ class Step:
     e2e_ms: list[float] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
 
@@ -153,7 +154,8 @@ class Step:
     def report(self) -> str:
         lines = [
             f"rate {self.rate:g}/s: offered={self.offered} accepted={self.accepted} "
-            f"completed={self.completed} statuses={self.statuses}",
+            f"completed={self.completed} statuses={self.statuses}"
+            + (f" client errors={self.errors}" if self.errors else ""),
             f"  accepted/s={self.accepted_per_s:.0f} completed/s={self.completed_per_s:.0f} "
             f"sustained={'yes' if self.sustained else 'no'}",
             f"  accept ms p50/p95/p99={spread(self.accept_ms)}  "
@@ -221,12 +223,15 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
         while load.poll() is None:
             time.sleep(1)
             processes.sample(load.pid)
+        if load.returncode != 0:
+            raise RuntimeError(f"the load generator failed (exit {load.returncode}); see above")
         out.seek(0)
         outcome = json.load(out)
     results = outcome["results"]
     step = Step(rate=rate, offered=len(results))
     for _, status, _ in results:
         step.statuses[status] = step.statuses.get(status, 0) + 1
+    step.errors = outcome["errors"]
     accepted = [(uuid.UUID(i), ms) for i, status, ms in results if i and status in (201, 202)]
     step.accepted = len(accepted)
     step.accepted_per_s = step.accepted / outcome["seconds"]

@@ -29,6 +29,7 @@ async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag:
     if api_key:
         headers["X-API-Key"] = api_key
     results: list[tuple[str | None, int, float]] = [(None, 0, 0.0)] * count
+    errors: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=1000)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -40,7 +41,8 @@ async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag:
                 async with session.post(url, json=body, headers=headers) as response:
                     body = await response.json() if response.status < 300 else {}
                     status = response.status
-            except (aiohttp.ClientError, TimeoutError):
+            except Exception as exc:  # counted as not accepted (status 0), never fatal
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 body, status = {}, 0
             results[n] = (body.get("incident_id"), status, (time.monotonic() - due) * 1000)
 
@@ -53,7 +55,7 @@ async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag:
             tasks.append(asyncio.create_task(one(n, due)))
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
-    return {"rate": rate, "seconds": elapsed, "results": results}
+    return {"rate": rate, "seconds": elapsed, "results": results, "errors": errors}
 
 
 def main() -> None:

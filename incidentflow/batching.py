@@ -49,6 +49,21 @@ class Batcher(Generic[T, R]):
 
         return cls(flush, max_size)
 
+    @classmethod
+    def pooled_writes(
+        cls,
+        pool: Callable[[], asyncpg.Pool],
+        write: Callable[[asyncpg.Connection, Sequence[T]], Awaitable[None]],
+        max_size: int = 200,
+    ) -> Batcher[T, None]:
+        """A pooled batcher for writes that answer nothing but success or failure."""
+
+        async def work(conn: asyncpg.Connection, items: Sequence[T]) -> list[None]:
+            await write(conn, items)
+            return [None] * len(items)
+
+        return Batcher.pooled(pool, work, max_size)
+
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))

@@ -4,8 +4,10 @@ metrics and tracing."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import TypeVar
 
 import asyncpg
 from aio_pika.exceptions import AMQPConnectionError
@@ -22,6 +24,7 @@ from tenacity import (
 )
 
 from contracts.topology import Route
+from incidentflow.batching import Batcher
 from incidentflow.db import create_pool, migrate
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import declare_routes, make_broker
@@ -47,6 +50,18 @@ def _log_start_retry(state: RetryCallState) -> None:
     )
 
 
+T = TypeVar("T")
+
+
+async def _as_service(
+    write: Callable[[asyncpg.Connection, str, Sequence[T]], Awaitable[None]],
+    service: str,
+    conn: asyncpg.Connection,
+    items: Sequence[T],
+) -> None:
+    await write(conn, service, items)
+
+
 class ServiceRuntime:
     """A service's broker and database pool, opened and closed with the process."""
 
@@ -64,6 +79,12 @@ class ServiceRuntime:
         self.on_connected: list[Hook] = []
         self.on_started: list[Hook] = []
         self.on_stopping: list[Hook] = []
+
+    def step_writes(
+        self, write: Callable[[asyncpg.Connection, str, Sequence[T]], Awaitable[None]]
+    ) -> Batcher[T, None]:
+        """Group commit for this service's step writes: ``write(conn, service, items)``."""
+        return Batcher.pooled_writes(lambda: self.pool, partial(_as_service, write, self.name))
 
     @property
     def pool(self) -> asyncpg.Pool:

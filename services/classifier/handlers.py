@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
 from contracts.events import IncidentClassified, IncidentScored, derived_event_id
 from contracts.topology import CLASSIFIER_SCORED
-from incidentflow.batching import Batcher
 from incidentflow.messaging import publish_event
 from incidentflow.metrics import record_classification
 from incidentflow.service import ServiceRuntime
@@ -19,10 +16,7 @@ log = logging.getLogger("incidentflow.classifier")
 
 
 def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: float) -> None:
-    async def save(conn: asyncpg.Connection, classified: store.Classified) -> list[None]:
-        return await store.save_classifications(conn, runtime.name, classified)
-
-    classifications = Batcher.pooled(lambda: runtime.pool, save)
+    classifications = runtime.step_writes(store.save_classifications)
 
     @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
     async def on_incident_scored(event: IncidentScored) -> None:

@@ -26,7 +26,7 @@ Classified = Sequence[tuple[IncidentScored, Classification, bool]]
 
 async def save_classifications(
     conn: asyncpg.Connection, service: str, classified: Classified
-) -> list[None]:
+) -> None:
     """Audit each event and store its classification (and whether it needs review), unless
     the event was handled before."""
     await conn.execute(
@@ -38,4 +38,3 @@ async def save_classifications(
         [result.model for _, result, _ in classified],
         [needs_review for _, _, needs_review in classified],
     )
-    return [None] * len(classified)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
-import asyncpg
 from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.events import (
@@ -16,7 +14,6 @@ from contracts.events import (
 )
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
-from incidentflow.batching import Batcher
 from incidentflow.messaging import is_last_delivery, publish_event
 from incidentflow.service import ServiceRuntime
 from services.notifier import store
@@ -29,13 +26,7 @@ log = logging.getLogger("incidentflow.notifier")
 def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
     rules = notifier.settings.channel_rules
 
-    async def acknowledge(
-        conn: asyncpg.Connection, events: Sequence[IncidentTicketed]
-    ) -> list[None]:
-        await store.acknowledge_many(conn, runtime.name, events)
-        return [None] * len(events)
-
-    acknowledgements = Batcher.pooled(lambda: runtime.pool, acknowledge)
+    acknowledgements = runtime.step_writes(store.acknowledge_many)
 
     @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
     async def on_incident_ticketed(event: IncidentTicketed, message: RabbitMessage) -> None:

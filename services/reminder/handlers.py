@@ -12,10 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-
-import asyncpg
 
 from contracts.events import (
     IncidentTicketed,
@@ -25,7 +22,6 @@ from contracts.events import (
     derived_event_id,
 )
 from contracts.topology import REMINDER_DUE, REMINDER_TICK, REMINDER_TICKETED
-from incidentflow.batching import Batcher
 from incidentflow.loops import survive_round
 from incidentflow.messaging import publish_delayed, publish_event
 from incidentflow.metrics import record_reminder_lateness
@@ -90,13 +86,8 @@ class Reminders:
         self.runtime = runtime
         self.settings = settings
         self.ticks = Ticks(runtime, settings.tick_seconds)
-        self._schedules = Batcher.pooled(lambda: runtime.pool, self._schedule_many)
+        self._schedules = runtime.step_writes(store.schedule_many)
         self._sweeper: asyncio.Task[None] | None = None
-
-    async def _schedule_many(
-        self, conn: asyncpg.Connection, schedules: Sequence[store.Schedule]
-    ) -> list[None]:
-        return await store.schedule_many(conn, self.runtime.name, schedules)
 
     async def schedule(self, event: IncidentTicketed) -> None:
         """The customer follow-up, and the team escalation if enabled, for a new incident."""
@@ -114,22 +105,24 @@ class Reminders:
             await self.ticks.ensure(due_at)
 
     async def on_tick(self, tick: ReminderTick) -> None:
-        early = tick.due_at - datetime.now(UTC)
-        if early > EARLY_LIMIT:
-            await publish_delayed(self.runtime.broker, tick, early.total_seconds())
-            return
-        if early > timedelta(0):
-            await asyncio.sleep(early.total_seconds())
-        await self.fire_due(tick.due_at)
+        if await self._when_due(tick):
+            await self.fire_due(tick.due_at)
 
     async def on_due(self, event: ReminderDue) -> None:
         """One reminder (``incidentflow reminders fire-now``, or one scheduled before ticks)."""
-        if event.due_at - datetime.now(UTC) > EARLY_LIMIT:
-            await publish_delayed(
-                self.runtime.broker, event, (event.due_at - datetime.now(UTC)).total_seconds()
-            )
-            return
-        await self.fire_due(datetime.now(UTC), reminder_id=event.reminder_id)
+        if await self._when_due(event):
+            await self.fire_due(datetime.now(UTC), reminder_id=event.reminder_id)
+
+    async def _when_due(self, message: ReminderTick | ReminderDue) -> bool:
+        """Wait here for a message a little early; send one far too early back to the delay
+        queues (False: nothing to fire now)."""
+        early = (message.due_at - datetime.now(UTC)).total_seconds()
+        if early > EARLY_LIMIT.total_seconds():
+            await publish_delayed(self.runtime.broker, message, early)
+            return False
+        if early > 0:
+            await asyncio.sleep(early)
+        return True
 
     async def fire_due(self, until: datetime, reminder_id: int | None = None) -> int:
         """Ask for every follow-up due by ``until`` whose incident is still open, at most once

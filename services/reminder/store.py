@@ -52,7 +52,7 @@ ON CONFLICT (incident_id, kind) DO NOTHING
 
 async def schedule_many(
     conn: asyncpg.Connection, service: str, schedules: Sequence[Schedule]
-) -> list[None]:
+) -> None:
     """Audit each event and record its reminders; a reminder already recorded (a redelivered
     event) keeps its row, whatever became of it since."""
     wanted = [
@@ -65,7 +65,6 @@ async def schedule_many(
         [kind for _, kind, _ in wanted],
         [due_at for _, _, due_at in wanted],
     )
-    return [None] * len(schedules)
 
 
 @dataclass(frozen=True)

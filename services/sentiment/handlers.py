@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
 from contracts.events import IncidentReceived, IncidentScored, derived_event_id
 from contracts.topology import SENTIMENT_RECEIVED
-from incidentflow.batching import Batcher
 from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.sentiment import store
@@ -18,10 +15,7 @@ log = logging.getLogger("incidentflow.sentiment")
 
 
 def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
-    async def save(conn: asyncpg.Connection, scored: store.Scored) -> list[None]:
-        return await store.save_scores(conn, runtime.name, scored)
-
-    scores = Batcher.pooled(lambda: runtime.pool, save)
+    scores = runtime.step_writes(store.save_scores)
 
     @runtime.broker.subscriber(SENTIMENT_RECEIVED.queue, SENTIMENT_RECEIVED.source)
     async def on_incident_received(event: IncidentReceived) -> None:

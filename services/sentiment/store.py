@@ -22,7 +22,7 @@ WHERE i.id = step.incident_id AND i.scored_at IS NULL
 Scored = Sequence[tuple[IncidentReceived, Score]]
 
 
-async def save_scores(conn: asyncpg.Connection, service: str, scored: Scored) -> list[None]:
+async def save_scores(conn: asyncpg.Connection, service: str, scored: Scored) -> None:
     """Audit each event and store its score, unless the event was handled before."""
     await conn.execute(
         SAVE_SCORES,
@@ -30,4 +30,3 @@ async def save_scores(conn: asyncpg.Connection, service: str, scored: Scored) ->
         [score.sentiment for _, score in scored],
         [score.polarity for _, score in scored],
     )
-    return [None] * len(scored)

@@ -91,6 +91,7 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
+        env.setdefault("NOTIFIER_JOURNAL_DIR", str(self.var_dir / "notifier-journal"))
         if with_mailbox:
             env.setdefault("SMTP_HOST", "127.0.0.1")
             env.setdefault("SMTP_PORT", str(self.mail_port))

@@ -49,6 +49,14 @@ def docker_available() -> bool:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def notifier_journals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Notifiers started by tests journal into this run's temporary directory, not var/."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NOTIFIER_JOURNAL_DIR", str(tmp_path_factory.mktemp("notifier-journal")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """A broker URL on a vhost of this test run, so a running `make up` stack is untouched."""

@@ -8,6 +8,7 @@ from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts, TwilioTexts
 from services.notifier.handlers import register
+from services.notifier.journal import SendJournal, journal_name
 from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
 
@@ -41,8 +42,23 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
         runtime.on_connected.append(twilio.open)
         runtime.on_stopping.append(twilio.close)
         texts = twilio
+    notifier = Notifier(lambda: runtime.pool, mailer, texts, settings)
+    journal_dir = settings.journal_dir / journal_name(settings.database_url)
+
+    async def open_journal() -> None:
+        # Before consuming: what a killed predecessor handed over is recorded first.
+        notifier.journal = SendJournal(journal_dir)
+        await notifier.recover()
+
+    async def close_journal() -> None:
+        if notifier.journal is not None:
+            notifier.journal.close()
+            notifier.journal = None
+
+    runtime.on_connected.append(open_journal)
     runtime.on_stopping.append(mailer.close)
-    register(runtime, Notifier(lambda: runtime.pool, mailer, texts, settings))
+    runtime.on_stopping.append(close_journal)
+    register(runtime, notifier)
     return runtime.asgi_app()
 
 

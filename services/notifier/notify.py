@@ -25,17 +25,23 @@ from incidentflow.privacy import mask_email, mask_phone
 from services.notifier import store
 from services.notifier.adapters.base import (
     Delivery,
+    HandedOver,
     Mailer,
     PermanentFailure,
     TextChannel,
     TextSender,
 )
 from services.notifier.compose import IncidentView, email_message, text_message
+from services.notifier.journal import SendJournal
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger("incidentflow.notifier")
 
-Send = Callable[[], Awaitable[Delivery]]
+# A send to a provider, told what to call the moment the provider has the whole message.
+Send = Callable[[HandedOver], Awaitable[Delivery]]
+
+# Kept as the provider's id of a send recovered from the journal: the server's reply is lost.
+UNCONFIRMED = "unconfirmed: handed to the server, the notifier stopped before its reply"
 
 
 class NotificationBusy(Exception):
@@ -62,12 +68,31 @@ class Notifier:
         mailer: Mailer,
         texts: TextSender,
         settings: NotifierSettings,
+        journal: SendJournal | None = None,
     ) -> None:
         self._pool = pool
         self.mailer = mailer
         self.texts = texts
         self.settings = settings
+        self.journal = journal
         self._claims = Batcher.pooled(pool, store.claim_many)
+
+    async def recover(self) -> None:
+        """Record as sent the mails a notifier that died had handed to the server without
+        recording them (see journal.py). Runs at start, before anything is consumed."""
+        if self.journal is None:
+            return
+        with self.journal.left_behind() as entries:
+            if not entries:
+                return
+            async with self._pool().acquire() as conn:
+                recovered = await store.record_handed_over(conn, entries, UNCONFIRMED)
+        for key in recovered:
+            self._log(key, "sent", recovered=True)
+        log.info(
+            "send journal read",
+            extra={"journaled": len(entries), "recovered": len(recovered)},
+        )
 
     async def acknowledge(
         self, view: IncidentView, channels: list[str], phone: str | None, *, final: bool
@@ -110,7 +135,9 @@ class Notifier:
             key,
             mask_email(email.recipient),
             email.text,
-            lambda: self.mailer.send(email.mail, email.sender, email.recipient),
+            lambda handed_over: self.mailer.send(
+                email.mail, email.sender, email.recipient, handed_over=handed_over
+            ),
             final=final,
         )
 
@@ -130,7 +157,9 @@ class Notifier:
             key,
             mask_phone(number),
             body,
-            lambda: self.texts.send(text_channel, number, body),
+            # An HTTP request has no last step to journal: a crash between Twilio's answer
+            # and our record can still send a text twice.
+            lambda _: self.texts.send(text_channel, number, body),
             final=final,
         )
 
@@ -156,11 +185,19 @@ class Notifier:
         # message looking unsent, and it would go again once the lease ran out. So that
         # moment is kept short: the connection for the record is taken before the send,
         # and the record goes out the moment the answer is in.
+        # And the moment the provider has the message is journaled on local disk, so even a
+        # crash inside that short window does not send it twice (journal.py).
+        journal = self.journal
+
+        def handed_over() -> None:
+            if journal is not None:
+                journal.handed_over(key, lease)
+
         pool = self._pool()
         conn = await pool.acquire()
         try:
             try:
-                delivery = await send()
+                delivery = await send(handed_over)
             except PermanentFailure as exc:
                 await self._record_failure(key, lease, exc, retryable=False, final=final)
                 return "failed"
@@ -194,6 +231,8 @@ class Notifier:
                 with attempt:
                     async with self._pool().acquire() as retry_conn:
                         await store.record_delivered(retry_conn, *record)
+        if journal is not None:
+            journal.settled(key)
         self._log(key, delivery.status)
         return delivery.status
 
@@ -204,6 +243,8 @@ class Notifier:
             await store.record_failure(
                 conn, key, lease, repr(exc), retryable=retryable, final=final
             )
+        if self.journal is not None:
+            self.journal.settled(key)
         self._log(key, "failed" if final or not retryable else "queued", error=type(exc).__name__)
 
     async def _refuse(
@@ -215,7 +256,9 @@ class Notifier:
         return "failed"
 
     @staticmethod
-    def _log(key: store.Key, status: str, error: str | None = None) -> None:
+    def _log(
+        key: store.Key, status: str, error: str | None = None, *, recovered: bool = False
+    ) -> None:
         record_notification(key.channel, key.kind, status)
         # No recipient in the log line: addresses and numbers are customer data.
         log.info(
@@ -227,5 +270,6 @@ class Notifier:
                 "kind": key.kind,
                 "status": status,
                 "error": error,
+                "recovered_from_journal": recovered or None,
             },
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
@@ -61,6 +62,9 @@ class NotifierSettings(CommonSettings):
     # How long a claimed notification is ours; longer than any one send can take.
     send_lease_seconds: int = Field(60, ge=1, le=3600)
     max_concurrent_sends: int = Field(10, ge=1, le=1000)
+    # Where each notifier journals the mails it handed to the server (journal.py): local
+    # disk that outlives the process (a volume in containers). Replicas may share it.
+    journal_dir: Path = Path("var/notifier-journal")
 
     @field_validator("twilio_from_number", "twilio_whatsapp_from")
     @classmethod

@@ -6,12 +6,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from contracts.events import IncidentTicketed, NotificationKind
 from incidentflow.audit import HANDLED_COLUMNS, HANDLED_CTE, HANDLED_PARAMETERS, handled_arguments
 from services.notifier.compose import IncidentView
+
+if TYPE_CHECKING:
+    from services.notifier.journal import Entry
 
 DELIVERED = ("sent", "logged")
 
@@ -138,6 +142,32 @@ async def record_delivered(
         status,
         provider_message_id,
     )
+
+
+async def record_handed_over(
+    conn: asyncpg.Connection, entries: Sequence[Entry], provider_message_id: str
+) -> list[Key]:
+    """Sends a dead process journaled as handed to the server: recorded as sent where the
+    row is still in that very claim (``sending`` under the same lease). A row recorded since,
+    or claimed again after its lease ran out, is left as it is. Returns the keys recorded."""
+    rows = await conn.fetch(
+        """
+        UPDATE notifications n
+        SET status = 'sent', provider_message_id = $5, last_error = NULL, lease_until = NULL,
+            sent_at = COALESCE(sent_at, now())
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+             AS j(incident_id, channel, kind, lease_until)
+        WHERE n.incident_id = j.incident_id AND n.channel = j.channel AND n.kind = j.kind
+          AND n.status = 'sending' AND n.lease_until = j.lease_until
+        RETURNING n.incident_id, n.channel, n.kind
+        """,
+        [e.key.incident_id for e in entries],
+        [e.key.channel for e in entries],
+        [e.key.kind for e in entries],
+        [e.lease for e in entries],
+        provider_message_id,
+    )
+    return [Key(r["incident_id"], r["channel"], r["kind"]) for r in rows]
 
 
 async def record_failure(

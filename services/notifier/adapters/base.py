@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal, Protocol
 
 TextChannel = Literal["sms", "whatsapp"]
+
+# Called once the provider has the whole message, before its answer (see journal.py).
+HandedOver = Callable[[], None]
 
 
 class PermanentFailure(Exception):
@@ -23,8 +27,16 @@ class Delivery:
 
 
 class Mailer(Protocol):
-    async def send(self, mail: EmailMessage, sender: str, recipient: str) -> Delivery:
-        """Send ``mail`` to exactly ``recipient``, whatever its headers say."""
+    async def send(
+        self,
+        mail: EmailMessage,
+        sender: str,
+        recipient: str,
+        *,
+        handed_over: HandedOver | None = None,
+    ) -> Delivery:
+        """Send ``mail`` to exactly ``recipient``, whatever its headers say; call
+        ``handed_over`` the instant the server has all of it, before its reply."""
         ...
 
 

@@ -7,10 +7,52 @@ import socket
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any, cast
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
-from services.notifier.adapters.base import Delivery, PermanentFailure
+from services.notifier.adapters.base import Delivery, HandedOver, PermanentFailure
+
+_END_OF_DATA = b"\r\n.\r\n"
+
+
+class _SMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, telling ``handed_over`` the moment the end of DATA is written.
+
+    aiosmtplib writes the message and its final ``.`` in one call to the protocol's
+    ``write``; that call is wrapped for the one DATA command. The transport sends at once
+    when nothing is queued before it, so an empty write buffer afterwards means the kernel
+    has the final ``.``, and the server will deliver the message even if we die now.
+    """
+
+    handed_over: HandedOver | None = None
+
+    async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        callback, self.handed_over = self.handed_over, None
+        protocol = self.protocol
+        if callback is None or protocol is None:
+            return await super().data(message, **kwargs)
+        protocol.write = _announcing_end_of_data(protocol, callback)  # type: ignore[method-assign]
+        try:
+            return await super().data(message, **kwargs)
+        finally:
+            del protocol.write  # the instance attribute; the class's method shows again
+
+
+def _announcing_end_of_data(protocol: SMTPProtocol, callback: HandedOver) -> Any:
+    write = protocol.write
+
+    def write_then_announce(data: bytes) -> None:
+        write(data)
+        transport = cast(asyncio.WriteTransport | None, protocol.transport)
+        # Still buffered (a large message on a slow link): the kernel may not have the end
+        # yet. Not announcing keeps the old behaviour (a crash now may send it again),
+        # rather than calling sent what may never arrive.
+        if data.endswith(_END_OF_DATA) and transport and not transport.get_write_buffer_size():
+            callback()
+
+    return write_then_announce
 
 
 class SmtpMailer:
@@ -49,14 +91,22 @@ class SmtpMailer:
         # Looked up once: aiosmtplib would otherwise ask a worker thread for it per connection.
         self._local_hostname = socket.getfqdn()
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._idle: list[tuple[float, aiosmtplib.SMTP]] = []
+        self._idle: list[tuple[float, _SMTP]] = []
         self._quitting: set[asyncio.Task[None]] = set()
 
-    async def send(self, mail: EmailMessage, sender: str, recipient: str) -> Delivery:
+    async def send(
+        self,
+        mail: EmailMessage,
+        sender: str,
+        recipient: str,
+        *,
+        handed_over: HandedOver | None = None,
+    ) -> Delivery:
         """Send ``mail``; the server's reply is kept as the provider's message id."""
         async with self._slots:
             client = await self._checkout()
             try:
+                client.handed_over = handed_over
                 try:
                     # An explicit envelope: the recipients are never read from headers.
                     _, reply = await client.send_message(
@@ -81,7 +131,7 @@ class SmtpMailer:
             self._checkin(client)
         return Delivery("sent", reply)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
+    async def _checkout(self) -> _SMTP:
         """An idle connection young enough to reuse, else a new one. One the server closed
         meanwhile shows as disconnected; one it closes just now fails this send, which the
         delivery policy retries like any failed send."""
@@ -93,12 +143,12 @@ class SmtpMailer:
             self._quit_in_background(client)
         return await self._connect()
 
-    def _checkin(self, client: aiosmtplib.SMTP) -> None:
+    def _checkin(self, client: _SMTP) -> None:
         if client.is_connected:
             self._idle.append((time.monotonic(), client))
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(
+    async def _connect(self) -> _SMTP:
+        client = _SMTP(
             hostname=self.host,
             port=self.port,
             username=self._username,

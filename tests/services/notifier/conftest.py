@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -78,6 +78,9 @@ class Inbox:
             return "250 2.0.0 Ok: queued as TESTQUEUEID"
 
 
+AnyInbox = TypeVar("AnyInbox", bound=Inbox)
+
+
 def authenticate(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
 ) -> AuthResult:
@@ -90,7 +93,7 @@ def authenticate(
 
 
 @contextmanager
-def smtp_server(inbox: Inbox, **smtp_parameters: Any) -> Iterator[Inbox]:
+def smtp_server(inbox: AnyInbox, **smtp_parameters: Any) -> Iterator[AnyInbox]:
     """``inbox`` served on a free loopback port; ``smtp_parameters`` go to aiosmtpd's SMTP
     (``tls_context``, ``authenticator`` …) or, as ``ssl_context``, make it implicit TLS."""
     inbox.port = free_port()

@@ -24,7 +24,7 @@ from contracts.topology import DELIVERY_LIMIT, EVENTS
 from incidentflow.messaging import is_last_delivery
 from incidentflow.sandbox import free_port
 from services.notifier import store
-from services.notifier.adapters.base import Delivery
+from services.notifier.adapters.base import Delivery, HandedOver
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.app import create_app
@@ -383,8 +383,15 @@ class _SlowToReturn:
         self.mailer = mailer
         self.accepted = asyncio.Event()
 
-    async def send(self, mail: EmailMessage, sender: str, recipient: str) -> Delivery:
-        delivery = await self.mailer.send(mail, sender, recipient)
+    async def send(
+        self,
+        mail: EmailMessage,
+        sender: str,
+        recipient: str,
+        *,
+        handed_over: HandedOver | None = None,
+    ) -> Delivery:
+        delivery = await self.mailer.send(mail, sender, recipient, handed_over=handed_over)
         self.accepted.set()
         await asyncio.sleep(0.5)
         return delivery

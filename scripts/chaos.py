@@ -47,6 +47,7 @@ from incidentflow.sandbox import (  # noqa: E402
     sample_incident,
 )
 from incidentflow.stack import SERVICES, Stack  # noqa: E402
+from services.notifier.notify import UNCONFIRMED  # noqa: E402
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
@@ -204,6 +205,20 @@ async def explain_duplicates(run: Run, emails: Counter[uuid.UUID]) -> None:
         await conn.close()
 
 
+async def recorded_from_journal(database_url: str) -> int:
+    """Emails a killed notifier had handed to the SMTP server without recording them, which
+    its successor recorded from the send journal (services/notifier/journal.py)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE provider_message_id = $1", UNCONFIRMED
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def explain_lost(run: Run, lost: set[uuid.UUID]) -> None:
     """How far the unfinished incidents got, step by step, and what the logs said."""
     conn = await asyncpg.connect(run.database_url)
@@ -298,6 +313,7 @@ async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
         emails = ack_emails(stack.mail_dir)
         per_incident = tickets_per_incident(tickets)
         await explain_duplicates(run, emails)
+        journaled = await recorded_from_journal(run.database_url)
         lost = run.accepted - done
         if lost:
             await explain_lost(run, lost)
@@ -311,6 +327,7 @@ async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
         print(f"lost: {incident_id}", flush=True)
     duplicate_tickets = sum(max(0, n - 1) for n in per_incident.values())
     duplicate_emails = sum(max(0, n - 1) for n in emails.values())
+    print(f"emails recorded from the notifier's send journal after its kill: {journaled}")
     print(f"faults: {', '.join(run.faults)}")
     print(
         f"accepted={len(run.accepted)} completed={len(done)} lost={len(lost)} "

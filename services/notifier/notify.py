@@ -89,8 +89,9 @@ class Notifier:
                 recovered = await store.record_handed_over(conn, entries, UNCONFIRMED)
         for key in recovered:
             self._log(key, "sent", recovered=True)
-        log.info(
-            "send journal read",
+        # A warning: it only happens after a notifier died in the middle of sending.
+        log.warning(
+            "send journal: mails handed over by a stopped notifier recorded as sent",
             extra={"journaled": len(entries), "recovered": len(recovered)},
         )
 

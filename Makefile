@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test install services migrate lint fmt bench bench-classifier bench-sentiment bench-reminders chaos
+.PHONY: up down logs test install services migrate lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,9 @@ RATES ?= 50,100,200,300,400,500,600,800,1000
 STEP ?= 20
 bench: install services
 	$(WITH_SERVICES) $(PY) scripts/bench.py --rates $(RATES) --seconds $(STEP)
+
+bench-broker: install services
+	$(WITH_SERVICES) $(PY) scripts/bench_broker.py
 
 bench-classifier: install
 	$(PY) scripts/bench_classifier.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from typing import Literal, Protocol
 
 TextChannel = Literal["sms", "whatsapp"]
@@ -29,7 +29,7 @@ class Delivery:
 class Mailer(Protocol):
     async def send(
         self,
-        mail: EmailMessage,
+        mail: Message,
         sender: str,
         recipient: str,
         *,

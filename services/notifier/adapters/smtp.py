@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any, cast
 
@@ -96,7 +96,7 @@ class SmtpMailer:
 
     async def send(
         self,
-        mail: EmailMessage,
+        mail: Message,
         sender: str,
         recipient: str,
         *,

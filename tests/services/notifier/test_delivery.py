@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import aio_pika
@@ -385,7 +385,7 @@ class _SlowToReturn:
 
     async def send(
         self,
-        mail: EmailMessage,
+        mail: Message,
         sender: str,
         recipient: str,
         *,

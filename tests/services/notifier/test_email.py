@@ -7,9 +7,12 @@ import asyncio
 import ssl
 import uuid
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
 
 import aiosmtplib
 import pytest
+from aiosmtplib.email import flatten_message
 
 from contracts.events import Category
 from services.notifier.adapters.base import PermanentFailure
@@ -42,8 +45,16 @@ SENDER = "Customer Support <support@company.com>"
 HOSTILE = "<script>alert('x')</script> & charged twice"
 
 
+def on_the_wire(mail: Message) -> EmailMessage:
+    """``mail`` as the SMTP client writes it, read back by a modern parser."""
+    parsed = message_from_bytes(flatten_message(mail), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
 def parts(view: IncidentView, kind: str = "ack") -> tuple[str, str]:
-    mail = email_message(view, kind, SENDER, "support@company.com").mail  # type: ignore[arg-type]
+    email = email_message(view, kind, SENDER, "support@company.com")  # type: ignore[arg-type]
+    mail = on_the_wire(email.mail)
     text = mail.get_body(("plain",))
     html = mail.get_body(("html",))
     assert text is not None and html is not None
@@ -72,7 +83,7 @@ def test_acknowledgement_follows_the_seed() -> None:
 
 
 def test_mail_is_multipart_alternative_text_then_html() -> None:
-    mail = email_message(VIEW, "reminder", SENDER, "s@c.com").mail
+    mail = on_the_wire(email_message(VIEW, "reminder", SENDER, "s@c.com").mail)
     assert mail.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
 
@@ -112,6 +123,27 @@ def test_display_names_keep_their_line_breaks_out_of_the_headers() -> None:
     assert "\n" not in str(address) and "\r" not in str(address)
 
 
+def test_non_ascii_names_are_encoded_and_non_ascii_addresses_go_as_utf8() -> None:
+    named = on_the_wire(
+        email_message(
+            IncidentView(**{**VIEW.__dict__, "email": "Zoë Müller <zoe@example.com>"}),
+            "ack",
+            "Kundenservice Bäckerei <support@company.com>",
+            "s@c.com",
+        ).mail
+    )
+    assert named["To"].addresses[0].display_name == "Zoë Müller"
+    assert named["From"].addresses[0].addr_spec == "support@company.com"
+    # An internationalised domain: sent raw under SMTPUTF8, never as an encoded word.
+    international = email_message(
+        IncidentView(**{**VIEW.__dict__, "email": "kunde@bücher.de"}), "ack", SENDER, "s@c.com"
+    )
+    assert international.recipient == "kunde@bücher.de"
+    wire = flatten_message(international.mail, utf8=True)
+    assert "To: kunde@bücher.de".encode() in wire
+    assert "deducted twice" in parts(VIEW)[0]
+
+
 def test_channels_follow_the_customer_plus_email_and_the_category_rules() -> None:
     rules: dict[Category, list[str]] = {"fraud_report": ["sms"]}
     assert channels_for("email", "duplicate_payment", rules) == ["email"]
@@ -147,13 +179,13 @@ async def test_hostile_ticket_id_and_sender_name_add_no_header_on_the_wire(inbox
     assert received["Bcc"] is None
     headers = arrived.raw.split(b"\r\n\r\n", 1)[0]
     assert b"\nBcc:" not in headers and b"\nbcc:" not in headers.lower()
-    assert [name for name, _ in received.items()] == [
-        "From",
-        "To",
-        "Subject",
-        "Message-ID",
-        "MIME-Version",
+    assert sorted(name for name, _ in received.items()) == [
         "Content-Type",
+        "From",
+        "MIME-Version",
+        "Message-ID",
+        "Subject",
+        "To",
     ]
     assert received["Subject"] == "Support Ticket #T-1 Bcc: evil@example.com - Issue Received"
 

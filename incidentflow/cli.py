@@ -62,6 +62,10 @@ def topology() -> None:
         f"delay levels {DelayLevels.PREFIX}.0..{DelayLevels.LEVELS - 1} "
         f"(quorum, TTL 2^N s) -> {DelayLevels.DELIVERY.name}"
     )
+    # Retries come back through the delay levels to the failing queue alone.
+    typer.echo(f"exchange {DelayLevels.DELIVERY.name} (topic): retries")
+    for route in WORK_ROUTES:
+        typer.echo(f"  {route.retry_binding_key:<44} -> {route.queue_name}")
 
 
 @app.command()

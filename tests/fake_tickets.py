@@ -143,7 +143,12 @@ class FakeTicketApi:
     def _route(self, request: Received) -> tuple[int, Any, dict[str, str]]:
         if request.method != "POST":
             return 405, {"error": "method"}, {}
-        body = request.json()
+        try:
+            body = request.json()
+        except ValueError:
+            # A client killed mid-request leaves a short or empty body: answer as a real API
+            # would, without a traceback in the chaos run's output.
+            return 400, {"error": "body is not JSON"}, {}
         if request.path == JIRA_SEARCH_PATH:
             return 200, self._search(body), {}
         kind = {REST_PATH: "rest", ZENDESK_PATH: "zendesk", JIRA_ISSUE_PATH: "jira"}.get(

@@ -117,7 +117,13 @@ class SendJournal:
 
     def handed_over(self, key: Key, lease: datetime) -> None:
         """The server has the whole message: called right after the final ``.`` is written."""
-        os.write(self._fd, Entry(key, lease).line())
+        try:
+            os.write(self._fd, Entry(key, lease).line())
+        except OSError as exc:
+            # A full or broken disk must not fail a send the server already has (it would
+            # be retried, and sent twice): this one just goes without the journal's cover.
+            log.warning("send journal: write failed", extra={"error": repr(exc)})
+            return
         self._pending[key] = lease
 
     def settled(self, key: Key) -> None:

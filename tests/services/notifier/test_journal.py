@@ -196,3 +196,11 @@ def test_journals_are_kept_per_database() -> None:
     a = journal_name("postgresql://db.internal:5432/incidentflow")
     b = journal_name("postgresql://db.internal:5432/incidentflow_test_1")
     assert a != b and "/" not in a
+
+
+def test_a_journal_that_cannot_be_written_does_not_fail_the_send(tmp_path: Path) -> None:
+    journal = SendJournal(tmp_path)
+    os.close(journal._fd)  # as a disk gone bad under it
+    journal._fd = os.open(os.devnull, os.O_RDONLY)  # writes now fail with EBADF
+    journal.handed_over(Key(uuid.uuid4(), "email", "ack"), datetime.now(UTC))  # no raise
+    journal.close()

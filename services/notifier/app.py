@@ -1,5 +1,7 @@
 """The notifier service: ``uvicorn services.notifier.app:app``."""
 
+from functools import partial
+
 from faststream.asgi import AsgiFastStream
 
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
@@ -8,7 +10,7 @@ from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts, TwilioTexts
 from services.notifier.handlers import register
-from services.notifier.journal import SendJournal, journal_name
+from services.notifier.journal import journal_name
 from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
 
@@ -44,20 +46,9 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
         texts = twilio
     notifier = Notifier(lambda: runtime.pool, mailer, texts, settings)
     journal_dir = settings.journal_dir / journal_name(settings.database_url)
-
-    async def open_journal() -> None:
-        # Before consuming: what a killed predecessor handed over is recorded first.
-        notifier.journal = SendJournal(journal_dir)
-        await notifier.recover()
-
-    async def close_journal() -> None:
-        if notifier.journal is not None:
-            notifier.journal.close()
-            notifier.journal = None
-
-    runtime.on_connected.append(open_journal)
+    runtime.on_connected.append(partial(notifier.open_journal, journal_dir))
     runtime.on_stopping.append(mailer.close)
-    runtime.on_stopping.append(close_journal)
+    runtime.on_stopping.append(notifier.close_journal)
     register(runtime, notifier)
     return runtime.asgi_app()
 

@@ -112,25 +112,24 @@ def email_message(
     mail: Message
     if from_address.addr_spec.isascii() and to_address.addr_spec.isascii():
         mail = MIMEMultipart("alternative")
-        # formataddr encodes a non-ASCII display name (RFC 2047), never the address.
-        mail["From"] = formataddr((from_address.display_name, from_address.addr_spec))
-        mail["To"] = formataddr((to_address.display_name, to_address.addr_spec))
-        mail["Subject"] = subject
-        mail["Message-ID"] = message_id
         # A Charset works here at run time (set_payload takes one); typeshed says str only.
         mail.attach(MIMEText(text, "plain", _UTF8_QP))  # type: ignore[arg-type]
         mail.attach(MIMEText(html, "html", _UTF8_QP))  # type: ignore[arg-type]
+        # formataddr encodes a non-ASCII display name (RFC 2047), never the address.
+        sender_header = formataddr((from_address.display_name, from_address.addr_spec))
+        recipient_header = formataddr((to_address.display_name, to_address.addr_spec))
     else:
         # An internationalised address goes out as UTF-8 under SMTPUTF8, which only the
         # EmailMessage policies write (the slow path, for the rare address that needs it).
         utf8 = EmailMessage()
-        utf8["From"] = from_address
-        utf8["To"] = to_address
-        utf8["Subject"] = subject
-        utf8["Message-ID"] = message_id
         utf8.set_content(text)
         utf8.add_alternative(html, subtype="html")
-        mail = utf8
+        # Its header registry parses the addresses back from their text.
+        mail, sender_header, recipient_header = utf8, str(from_address), str(to_address)
+    mail["From"] = sender_header
+    mail["To"] = recipient_header
+    mail["Subject"] = subject
+    mail["Message-ID"] = message_id
     return Email(mail, from_address.addr_spec, to_address.addr_spec, text)
 
 

@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 
 import asyncpg
 from tenacity import (
@@ -44,6 +46,10 @@ Send = Callable[[HandedOver], Awaitable[Delivery]]
 UNCONFIRMED = "unconfirmed: handed to the server, the notifier stopped before its reply"
 
 
+def _nothing() -> None:
+    pass
+
+
 class NotificationBusy(Exception):
     """Another delivery of the same event is sending this notification right now."""
 
@@ -77,9 +83,20 @@ class Notifier:
         self.journal = journal
         self._claims = Batcher.pooled(pool, store.claim_many)
 
+    async def open_journal(self, directory: Path) -> None:
+        """Journal this process's sends in ``directory``, having first recorded what a killed
+        predecessor handed over there. At start, before anything is consumed."""
+        self.journal = SendJournal(directory)
+        await self.recover()
+
+    async def close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
     async def recover(self) -> None:
         """Record as sent the mails a notifier that died had handed to the server without
-        recording them (see journal.py). Runs at start, before anything is consumed."""
+        recording them (see journal.py)."""
         if self.journal is None:
             return
         with self.journal.left_behind() as entries:
@@ -189,11 +206,7 @@ class Notifier:
         # And the moment the provider has the message is journaled on local disk, so even a
         # crash inside that short window does not send it twice (journal.py).
         journal = self.journal
-
-        def handed_over() -> None:
-            if journal is not None:
-                journal.handed_over(key, lease)
-
+        handed_over = partial(journal.handed_over, key, lease) if journal else _nothing
         pool = self._pool()
         conn = await pool.acquire()
         try:

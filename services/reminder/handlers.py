@@ -173,15 +173,12 @@ class Reminders:
             *(publish_event(self.runtime.broker, r) for r in requests.values()),
             return_exceptions=True,
         )
-        confirmed = [
-            reminder_id
-            for reminder_id, outcome in zip(requests, outcomes, strict=True)
-            if not isinstance(outcome, BaseException)
-        ]
+        confirmed: list[int] = []
+        failed: list[int] = []
+        for reminder_id, outcome in zip(requests, outcomes, strict=True):
+            (failed if isinstance(outcome, BaseException) else confirmed).append(reminder_id)
         async with self.runtime.pool.acquire() as conn:
-            await store.settle_requests(
-                conn, confirmed, [i for i in requests if i not in confirmed]
-            )
+            await store.settle_requests(conn, confirmed, failed)
         log.info(
             "reminders due",
             extra={"requested": len(confirmed), "skipped": len(fired) - len(requests)},

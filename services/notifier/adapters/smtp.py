@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiosmtplib
-from aiosmtplib.protocol import SMTPProtocol
 
 from services.notifier.adapters.base import Delivery, HandedOver, PermanentFailure
 
@@ -33,26 +32,22 @@ class _SMTP(aiosmtplib.SMTP):
         protocol = self.protocol
         if callback is None or protocol is None:
             return await super().data(message, **kwargs)
-        protocol.write = _announcing_end_of_data(protocol, callback)  # type: ignore[method-assign]
+        write = protocol.write
+
+        def write_then_announce(data: bytes) -> None:
+            write(data)
+            transport = cast(asyncio.WriteTransport | None, protocol.transport)
+            # Still buffered (a large message on a slow link): the kernel may not have the
+            # end yet. Not announcing keeps the old behaviour (a crash now may send it
+            # again), rather than calling sent what may never arrive.
+            if data.endswith(_END_OF_DATA) and transport and not transport.get_write_buffer_size():
+                callback()
+
+        protocol.write = write_then_announce  # type: ignore[method-assign]
         try:
             return await super().data(message, **kwargs)
         finally:
             del protocol.write  # the instance attribute; the class's method shows again
-
-
-def _announcing_end_of_data(protocol: SMTPProtocol, callback: HandedOver) -> Any:
-    write = protocol.write
-
-    def write_then_announce(data: bytes) -> None:
-        write(data)
-        transport = cast(asyncio.WriteTransport | None, protocol.transport)
-        # Still buffered (a large message on a slow link): the kernel may not have the end
-        # yet. Not announcing keeps the old behaviour (a crash now may send it again),
-        # rather than calling sent what may never arrive.
-        if data.endswith(_END_OF_DATA) and transport and not transport.get_write_buffer_size():
-            callback()
-
-    return write_then_announce
 
 
 class SmtpMailer:

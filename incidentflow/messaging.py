@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from aio_pika import IncomingMessage
+from aio_pika import DeliveryMode, IncomingMessage, Message
 from faststream import BaseMiddleware
 from faststream.exceptions import AckMessage, HandlerException, NackMessage, RejectMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
+from opentelemetry import propagate
 from pydantic import ValidationError
 
 from contracts.events import Envelope
@@ -33,6 +36,7 @@ from contracts.topology import (
     Route,
     retry_routing_key,
 )
+from incidentflow.metrics import record_publishes
 from incidentflow.privacy import mask_text
 
 log = logging.getLogger("incidentflow.messaging")
@@ -250,6 +254,54 @@ async def publish_event(
             message_type=event.name,
             timeout=PUBLISH_TIMEOUT_SECONDS,
         )
+
+
+async def publish_events(
+    broker: RabbitBroker, events: Sequence[Envelope], *, exchange: RabbitExchange = EVENTS
+) -> list[BaseException | None]:
+    """Publish many events together and wait for all their confirms: one outcome each, None
+    once the broker confirmed it.
+
+    For batches (a reminder tick's requests). FastStream's publish builds a command and runs
+    five middleware scopes per message, about as much CPU again as aio-pika's publish itself
+    (docs/performance.md); these go to the same confirming channel directly, with what those
+    middlewares add: the current trace context in the headers and FastStream's publish metrics.
+    Spans are not made, even with an exporter: a batch is one step of the trace.
+    """
+    target = await broker.declare_exchange(exchange)
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    now = datetime.now(UTC)
+
+    async def publish(event: Envelope) -> None:
+        message = Message(
+            event.model_dump_json().encode(),
+            headers=dict(trace_headers),
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=str(event.event_id),
+            correlation_id=str(event.event_id),
+            type=event.name,
+            timestamp=now,
+            app_id="incidentflow",
+        )
+        # The whole publish under one timeout; aio-pika's own (``timeout=``) would run each
+        # publish as a task of its own through wait_for, ~60 µs of CPU per message here.
+        async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+            await target.publish(
+                message,
+                routing_key=event.routing_key(),
+                mandatory=event.requires_listener,
+            )
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(publish(e) for e in events), return_exceptions=True)
+    outcomes = [r if isinstance(r, BaseException) else None for r in results]
+    destinations = [f"{exchange.name}.{e.routing_key()}" for e in events]
+    record_publishes(
+        broker, list(zip(destinations, outcomes, strict=True)), time.perf_counter() - start
+    )
+    return outcomes
 
 
 async def publish_delayed(broker: RabbitBroker, event: Envelope, delay_seconds: float) -> None:

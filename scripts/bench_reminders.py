@@ -61,47 +61,56 @@ def broker_memory_mb() -> float:
     return total
 
 
-def main(count: int, delay: int, publishers: int) -> None:
+def ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def main(count: int, delay: int, publishers: int, replicas: int) -> None:
     with (
         own_vhost(RABBITMQ_URL, "bench") as amqp,
         own_database(DATABASE_URL, "bench") as database,
     ):
-        asyncio.run(bench(amqp, database, count, delay, publishers))
+        asyncio.run(bench(amqp, database, count, delay, publishers, replicas))
 
 
-async def bench(amqp: str, database: str, count: int, delay: int, publishers: int) -> None:
-    port = 18_765
+async def bench(
+    amqp: str, database: str, count: int, delay: int, publishers: int, replicas: int
+) -> None:
     (REPO / "var").mkdir(exist_ok=True)
     log = (REPO / "var" / "bench-reminders.log").open("wb")
-    service = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "services.reminder.app:app", "--port", str(port)],
-        cwd=REPO,
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={
-            **os.environ,
-            "RABBITMQ_URL": amqp,
-            "DATABASE_URL": database,
-            "REMINDER_DELAY_SECONDS": str(delay),
-            "REMINDER_ESCALATION_SECONDS": "0",
-            "REMINDER_PREFETCH": "200",
-            "DB_POOL_SIZE": "20",
-            "LOG_LEVEL": "WARNING",
-        },
-    )
+    # Replicas, as a deployment scales the service: ticks and claims are safe to share.
+    ports = [18_765 + i for i in range(replicas)]
+    services = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "services.reminder.app:app", "--port", str(port)],
+            cwd=REPO,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "RABBITMQ_URL": amqp,
+                "DATABASE_URL": database,
+                "REMINDER_DELAY_SECONDS": str(delay),
+                "REMINDER_ESCALATION_SECONDS": "0",
+                "REMINDER_PREFETCH": "200",
+                "DB_POOL_SIZE": "20",
+                "LOG_LEVEL": "WARNING",
+            },
+        )
+        for port in ports
+    ]
     connection = await aio_pika.connect(amqp)
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("reminder service did not start")
-            await asyncio.sleep(0.2)
+        for port in ports:
+            while not ready(port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("reminder service did not start")
+                await asyncio.sleep(0.2)
 
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=1000)
@@ -207,13 +216,15 @@ async def bench(amqp: str, database: str, count: int, delay: int, publishers: in
                 await asyncio.wait_for(all_fired.wait(), timeout=1)
         await asyncio.sleep(3)  # a duplicate would arrive now
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        for service in services:
+            service.send_signal(signal.SIGTERM)
+        for service in services:
+            service.wait(30)
         await connection.close()
 
     fired_once = len(fired)
     duplicates = sum(n - 1 for n in fired.values())
-    print(f"machine: {os.cpu_count()} cores; count={count} delay={delay}s")
+    print(f"machine: {os.cpu_count()} cores; count={count} delay={delay}s replicas={replicas}")
     print(
         f"published {count} incident.ticketed in {published_s:.1f} s ({count / published_s:,.0f}/s)"
     )
@@ -234,5 +245,6 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--delay", type=int, default=10)
     parser.add_argument("--publishers", type=int, default=500)
+    parser.add_argument("--replicas", type=int, default=1, help="reminder service processes")
     args = parser.parse_args()
-    main(args.count, args.delay, args.publishers)
+    main(args.count, args.delay, args.publishers, args.replicas)

@@ -23,7 +23,7 @@ from contracts.events import (
 )
 from contracts.topology import REMINDER_DUE, REMINDER_TICK, REMINDER_TICKETED
 from incidentflow.loops import survive_round
-from incidentflow.messaging import publish_delayed, publish_event
+from incidentflow.messaging import publish_delayed, publish_events
 from incidentflow.metrics import record_reminder_lateness
 from incidentflow.service import ServiceRuntime
 from services.reminder import store
@@ -169,21 +169,18 @@ class Reminders:
         # the broker confirmed is marked requested even when some others failed. Those go
         # back to 'scheduled' for the next tick or sweep (a failed publish may still have
         # reached the broker: the notifier's claim keeps that mail single).
-        outcomes = await asyncio.gather(
-            *(publish_event(self.runtime.broker, r) for r in requests.values()),
-            return_exceptions=True,
-        )
+        outcomes = await publish_events(self.runtime.broker, list(requests.values()))
         confirmed: list[int] = []
         failed: list[int] = []
-        for reminder_id, outcome in zip(requests, outcomes, strict=True):
-            (failed if isinstance(outcome, BaseException) else confirmed).append(reminder_id)
+        for reminder_id, error in zip(requests, outcomes, strict=True):
+            (confirmed if error is None else failed).append(reminder_id)
         async with self.runtime.pool.acquire() as conn:
             await store.settle_requests(conn, confirmed, failed)
         log.info(
             "reminders due",
             extra={"requested": len(confirmed), "skipped": len(fired) - len(requests)},
         )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        failures = [error for error in outcomes if error is not None]
         if failures:
             raise failures[0]
 

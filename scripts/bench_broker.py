@@ -5,6 +5,11 @@ does), then consumes them with acks, using bare aio-pika (no FastStream) on a vh
 own. Reports the broker's CPU (its beam.smp process, from /proc) and this client's CPU per
 message for each half. No step can cost less than these per message it receives or sends.
 
+Then the client's CPU per event through our two publish paths, on a broker set up as every
+service's is (FastStream, its Prometheus middleware, the trace context): one
+``publish_event`` each (FastStream's publish), and ``publish_events`` per batch (a reminder
+tick's requests), batches of 500 either way.
+
 Usage: python scripts/bench_broker.py [--count 20000] [--queue-type quorum|classic]
 """
 
@@ -15,6 +20,8 @@ import asyncio
 import os
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -22,7 +29,12 @@ import aio_pika
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contracts.events import ReminderRequested  # noqa: E402
+from contracts.topology import EVENTS, NOTIFIER_REMINDER  # noqa: E402
+from incidentflow.messaging import make_broker, publish_event, publish_events  # noqa: E402
+from incidentflow.metrics import instrument_broker_metrics  # noqa: E402
 from incidentflow.sandbox import own_vhost  # noqa: E402
+from incidentflow.tracing import configure_tracing, instrument_broker  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 BODY = b"x" * 600  # about an event's JSON
@@ -96,6 +108,39 @@ async def bench(url: str, count: int, queue_type: str) -> None:
     print(f"one message end to end: {total:.0f} us of CPU")
 
 
+async def bench_publish_paths(url: str, count: int, batch: int = 500) -> None:
+    configure_tracing("bench-broker", None)
+    broker = make_broker(url, prefetch=50)
+    instrument_broker_metrics(broker, "bench-broker")
+    instrument_broker(broker, exporting=False)
+    await broker.connect()
+    queue = await broker.declare_queue(NOTIFIER_REMINDER.queue)
+    await queue.bind(await broker.declare_exchange(EVENTS), NOTIFIER_REMINDER.routing_key)
+    events = [
+        ReminderRequested(
+            incident_id=uuid.uuid4(),
+            reminder_id=n,
+            kind="follow_up",
+            ticket_id="TKT-bench",
+            email="customer@example.com",
+            message="I was charged twice",
+            created_at=datetime.now(UTC),
+        )
+        for n in range(count)
+    ]
+    for name in ("publish_event (FastStream's publish), each", "publish_events, per batch"):
+        own0 = own_cpu_s()
+        for start in range(0, count, batch):
+            chunk = events[start : start + batch]
+            if name.startswith("publish_events"):
+                await publish_events(broker, chunk)
+            else:
+                await asyncio.gather(*(publish_event(broker, e) for e in chunk))
+        print(f"{name}: client {(own_cpu_s() - own0) / count * 1e6:.0f} us/event")
+        await queue.purge()
+    await broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=20_000)
@@ -103,6 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     with own_vhost(RABBITMQ_URL, "bench-broker") as url:
         asyncio.run(bench(url, args.count, args.queue_type))
+        asyncio.run(bench_publish_paths(url, args.count // 2))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import base64
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,8 @@ class FakeTwilio:
     # Scripted answers, used one per request before the default (accept with a sid).
     answers: list[Answer] = field(default_factory=list)
     delay: float = 0.0
+    # Run after a message is taken and before Twilio's answer is sent (a test's kill -9).
+    before_answer: Callable[[], None] | None = None
     requests: int = 0
     unauthorised: int = 0
     texts: list[SentText] = field(default_factory=list)
@@ -61,7 +63,10 @@ class FakeTwilio:
             self.requests += 1
         with self.calls.serving():
             time.sleep(self.delay)
-            return self._answer(path, authorization, form)
+            answer = self._answer(path, authorization, form)
+        if self.before_answer is not None:
+            self.before_answer()
+        return answer
 
     def _answer(
         self, path: str, authorization: str | None, form: bytes

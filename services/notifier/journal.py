@@ -1,4 +1,4 @@
-"""A local journal of the mails handed to the SMTP server, written the instant they are.
+"""A local journal of the messages handed to a provider, written the instant they are.
 
 The gap it closes: the server has a message's final ``.`` (so it delivers the message), but
 the notifier dies before Postgres records the send. The claim's lease then runs out and the
@@ -11,6 +11,11 @@ file written by ``os.write`` survives the death of the process (it is in the pag
 a notifier starting up records every journaled send that Postgres still shows as ``sending``
 under the same lease as sent, before it consumes anything. The duplicate redelivery then
 finds the notification sent and sends nothing.
+
+Texts are journaled the same way, the moment the body of the POST to Twilio is written. When
+the provider's answer then refuses the message (a 4xx/5xx to the end of DATA; Twilio's 5xx,
+429 or 4xx), a second line takes the first back as the answer is read, so a kill during the
+retry back-off that follows does not record as sent a message nobody took.
 
 Each process holds one slot file in a directory per database under ``NOTIFIER_JOURNAL_DIR``
 (flock'ed, so replicas sharing the directory never write the same file); at start it also
@@ -39,25 +44,31 @@ log = logging.getLogger("incidentflow.notifier")
 _KINDS: tuple[str, ...] = get_args(NotificationKind)
 
 
+TAKEN_BACK = "taken-back"
+
+
 @dataclass(frozen=True)
 class Entry:
-    """A send handed to the server under the claim whose lease is ``lease``."""
+    """A send handed to the provider under the claim whose lease is ``lease``; or, when
+    ``taken_back``, the provider's answer refusing that send after all."""
 
     key: Key
     lease: datetime
+    taken_back: bool = False
 
     def line(self) -> bytes:
         k = self.key
-        return f"{k.incident_id} {k.channel} {k.kind} {self.lease.isoformat()}\n".encode()
+        mark = f" {TAKEN_BACK}" if self.taken_back else ""
+        return f"{k.incident_id} {k.channel} {k.kind} {self.lease.isoformat()}{mark}\n".encode()
 
     @classmethod
     def parse(cls, line: str) -> Entry | None:
         try:
-            incident_id, channel, kind, lease = line.split(" ")
-            if kind not in _KINDS:
-                raise ValueError(f"unknown kind {kind!r}")
+            incident_id, channel, kind, lease, *mark = line.split(" ")
+            if kind not in _KINDS or mark not in ([], [TAKEN_BACK]):
+                raise ValueError(f"unknown kind {kind!r} or mark {mark!r}")
             key = Key(uuid.UUID(incident_id), channel, kind)  # type: ignore[arg-type]
-            return cls(key, datetime.fromisoformat(lease))
+            return cls(key, datetime.fromisoformat(lease), taken_back=bool(mark))
         except ValueError:
             return None
 
@@ -83,17 +94,22 @@ def _lock(path: Path) -> int | None:
 
 
 def _read(path: Path) -> list[Entry]:
+    """The sends handed over in ``path`` and not taken back since (a retry after a refusal
+    hands the same send over again: its last line decides)."""
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
         return []
-    entries = []
+    handed: dict[tuple[Key, datetime], Entry] = {}
     for line in text.splitlines():
-        if (entry := Entry.parse(line)) is not None:
-            entries.append(entry)
-        elif line:
-            log.warning("send journal: unreadable line skipped", extra={"path": str(path)})
-    return entries
+        if (entry := Entry.parse(line)) is None:
+            if line:
+                log.warning("send journal: unreadable line skipped", extra={"path": str(path)})
+        elif entry.taken_back:
+            handed.pop((entry.key, entry.lease), None)
+        else:
+            handed[(entry.key, entry.lease)] = entry
+    return list(handed.values())
 
 
 class SendJournal:
@@ -116,15 +132,24 @@ class SendJournal:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def handed_over(self, key: Key, lease: datetime) -> None:
-        """The server has the whole message: called right after the final ``.`` is written."""
+        """The provider has the whole message: called right after its last byte is written."""
+        if self._write(Entry(key, lease)):
+            self._pending[key] = lease
+
+    def taken_back(self, key: Key, lease: datetime) -> None:
+        """The provider's answer refused the message handed over: called as it is read."""
+        self._write(Entry(key, lease, taken_back=True))
+        self._pending.pop(key, None)
+
+    def _write(self, entry: Entry) -> bool:
         try:
-            os.write(self._fd, Entry(key, lease).line())
+            os.write(self._fd, entry.line())
         except OSError as exc:
-            # A full or broken disk must not fail a send the server already has (it would
+            # A full or broken disk must not fail a send the provider already has (it would
             # be retried, and sent twice): this one just goes without the journal's cover.
             log.warning("send journal: write failed", extra={"error": repr(exc)})
-            return
-        self._pending[key] = lease
+            return False
+        return True
 
     def settled(self, key: Key) -> None:
         """Postgres has the outcome of ``key``'s send; its line is no longer needed."""
@@ -166,3 +191,18 @@ class SendJournal:
     def close(self) -> None:
         os.close(self._fd)
         os.close(self._lock_fd)
+
+
+@dataclass(frozen=True)
+class JournaledSend:
+    """One send's :class:`~services.notifier.adapters.base.Handover`, into the journal."""
+
+    journal: SendJournal
+    key: Key
+    lease: datetime
+
+    def handed_over(self) -> None:
+        self.journal.handed_over(self.key, self.lease)
+
+    def taken_back(self) -> None:
+        self.journal.taken_back(self.key, self.lease)

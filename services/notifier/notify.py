@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -27,27 +26,24 @@ from incidentflow.privacy import mask_email, mask_phone
 from services.notifier import store
 from services.notifier.adapters.base import (
     Delivery,
-    HandedOver,
+    Handover,
     Mailer,
     PermanentFailure,
     TextChannel,
     TextSender,
 )
 from services.notifier.compose import IncidentView, email_message, text_message
-from services.notifier.journal import SendJournal
+from services.notifier.journal import JournaledSend, SendJournal
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger("incidentflow.notifier")
 
-# A send to a provider, told what to call the moment the provider has the whole message.
-Send = Callable[[HandedOver], Awaitable[Delivery]]
+# A send to a provider, given what to tell the moment the provider has the whole message
+# (None without a journal).
+Send = Callable[[Handover | None], Awaitable[Delivery]]
 
 # Kept as the provider's id of a send recovered from the journal: the server's reply is lost.
 UNCONFIRMED = "unconfirmed: handed to the server, the notifier stopped before its reply"
-
-
-def _nothing() -> None:
-    pass
 
 
 class NotificationBusy(Exception):
@@ -95,7 +91,7 @@ class Notifier:
             self.journal = None
 
     async def recover(self) -> None:
-        """Record as sent the mails a notifier that died had handed to the server without
+        """Record as sent the messages a notifier that died had handed to a provider without
         recording them (see journal.py)."""
         if self.journal is None:
             return
@@ -108,7 +104,7 @@ class Notifier:
             self._log(key, "sent", recovered=True)
         # A warning: it only happens after a notifier died in the middle of sending.
         log.warning(
-            "send journal: mails handed over by a stopped notifier recorded as sent",
+            "send journal: messages handed over by a stopped notifier recorded as sent",
             extra={"journaled": len(entries), "recovered": len(recovered)},
         )
 
@@ -153,8 +149,8 @@ class Notifier:
             key,
             mask_email(email.recipient),
             email.text,
-            lambda handed_over: self.mailer.send(
-                email.mail, email.sender, email.recipient, handed_over=handed_over
+            lambda handover: self.mailer.send(
+                email.mail, email.sender, email.recipient, handover=handover
             ),
             final=final,
         )
@@ -175,9 +171,7 @@ class Notifier:
             key,
             mask_phone(number),
             body,
-            # An HTTP request has no last step to journal: a crash between Twilio's answer
-            # and our record can still send a text twice.
-            lambda _: self.texts.send(text_channel, number, body),
+            lambda handover: self.texts.send(text_channel, number, body, handover=handover),
             final=final,
         )
 
@@ -206,12 +200,12 @@ class Notifier:
         # And the moment the provider has the message is journaled on local disk, so even a
         # crash inside that short window does not send it twice (journal.py).
         journal = self.journal
-        handed_over = partial(journal.handed_over, key, lease) if journal else _nothing
+        handover = JournaledSend(journal, key, lease) if journal else None
         pool = self._pool()
         conn = await pool.acquire()
         try:
             try:
-                delivery = await send(handed_over)
+                delivery = await send(handover)
             except PermanentFailure as exc:
                 await self._record_failure(key, lease, exc, retryable=False, final=final)
                 return "failed"

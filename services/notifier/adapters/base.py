@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from typing import Literal, Protocol
 
 TextChannel = Literal["sms", "whatsapp"]
 
-# Called once the provider has the whole message, before its answer (see journal.py).
-HandedOver = Callable[[], None]
+
+class Handover(Protocol):
+    """What a provider adapter tells the send journal (journal.py) about one message."""
+
+    def handed_over(self) -> None:
+        """The provider has the whole message: its last byte is written, its answer not read."""
+
+    def taken_back(self) -> None:
+        """The provider's answer to a message handed over refuses it."""
 
 
 class PermanentFailure(Exception):
@@ -33,14 +39,17 @@ class Mailer(Protocol):
         sender: str,
         recipient: str,
         *,
-        handed_over: HandedOver | None = None,
+        handover: Handover | None = None,
     ) -> Delivery:
-        """Send ``mail`` to exactly ``recipient``, whatever its headers say; call
-        ``handed_over`` the instant the server has all of it, before its reply."""
+        """Send ``mail`` to exactly ``recipient``, whatever its headers say, telling
+        ``handover`` the instant the server has all of it, and if its reply refuses it."""
         ...
 
 
 class TextSender(Protocol):
-    async def send(self, channel: TextChannel, to: str, body: str) -> Delivery:
-        """Send ``body`` to the E.164 number ``to`` over ``channel``."""
+    async def send(
+        self, channel: TextChannel, to: str, body: str, *, handover: Handover | None = None
+    ) -> Delivery:
+        """Send ``body`` to the E.164 number ``to`` over ``channel``; ``handover`` as for
+        :meth:`Mailer.send`."""
         ...

@@ -11,13 +11,14 @@ from typing import Any, cast
 
 import aiosmtplib
 
-from services.notifier.adapters.base import Delivery, HandedOver, PermanentFailure
+from services.notifier.adapters.base import Delivery, Handover, PermanentFailure
 
 _END_OF_DATA = b"\r\n.\r\n"
 
 
 class _SMTP(aiosmtplib.SMTP):
-    """aiosmtplib's client, telling ``handed_over`` the moment the end of DATA is written.
+    """aiosmtplib's client, telling ``handover`` the moment the end of DATA is written, and
+    when the server's reply to it refuses the message.
 
     aiosmtplib writes the message and its final ``.`` in one call to the protocol's
     ``write``; that call is wrapped for the one DATA command. The transport sends at once
@@ -25,27 +26,34 @@ class _SMTP(aiosmtplib.SMTP):
     has the final ``.``, and the server will deliver the message even if we die now.
     """
 
-    handed_over: HandedOver | None = None
+    handover: Handover | None = None
 
     async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        callback, self.handed_over = self.handed_over, None
+        handover, self.handover = self.handover, None
         protocol = self.protocol
-        if callback is None or protocol is None:
+        if handover is None or protocol is None:
             return await super().data(message, **kwargs)
         write = protocol.write
+        announced = False
 
         def write_then_announce(data: bytes) -> None:
+            nonlocal announced
             write(data)
             transport = cast(asyncio.WriteTransport | None, protocol.transport)
             # Still buffered (a large message on a slow link): the kernel may not have the
             # end yet. Not announcing keeps the old behaviour (a crash now may send it
             # again), rather than calling sent what may never arrive.
             if data.endswith(_END_OF_DATA) and transport and not transport.get_write_buffer_size():
-                callback()
+                handover.handed_over()
+                announced = True
 
         protocol.write = write_then_announce  # type: ignore[method-assign]
         try:
             return await super().data(message, **kwargs)
+        except aiosmtplib.SMTPResponseException:
+            if announced:  # the server answered the final "." with a refusal
+                handover.taken_back()
+            raise
         finally:
             del protocol.write  # the instance attribute; the class's method shows again
 
@@ -95,13 +103,13 @@ class SmtpMailer:
         sender: str,
         recipient: str,
         *,
-        handed_over: HandedOver | None = None,
+        handover: Handover | None = None,
     ) -> Delivery:
         """Send ``mail``; the server's reply is kept as the provider's message id."""
         async with self._slots:
             client = await self._checkout()
             try:
-                client.handed_over = handed_over
+                client.handover = handover
                 try:
                     # An explicit envelope: the recipients are never read from headers.
                     _, reply = await client.send_message(

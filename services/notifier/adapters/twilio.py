@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 from tenacity import (
@@ -15,7 +16,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from services.notifier.adapters.base import Delivery, PermanentFailure, TextChannel
+from services.notifier.adapters.base import Delivery, Handover, PermanentFailure, TextChannel
 
 ATTEMPTS = 3
 # Longer waits than this are left to the broker's back-off (a redelivery), not slept here,
@@ -37,7 +38,9 @@ class TwilioUnavailable(Exception):
 class LoggedTexts:
     """Without a Twilio account texts are recorded as ``logged``, not sent."""
 
-    async def send(self, channel: TextChannel, to: str, body: str) -> Delivery:
+    async def send(
+        self, channel: TextChannel, to: str, body: str, *, handover: Handover | None = None
+    ) -> Delivery:
         return Delivery("logged")
 
 
@@ -68,11 +71,14 @@ class TwilioTexts:
             await self._client.aclose()
             self._client = None
 
-    async def send(self, channel: TextChannel, to: str, body: str) -> Delivery:
+    async def send(
+        self, channel: TextChannel, to: str, body: str, *, handover: Handover | None = None
+    ) -> Delivery:
         """Send ``body`` to ``to`` (E.164); the message's ``sid`` is the provider id.
 
         Twilio has no idempotency key: only failures where Twilio cannot have taken the
-        message (a 5xx or 429 answer, no connection) are retried here.
+        message (a 5xx or 429 answer, no connection) are retried here. ``handover`` hears
+        of each attempt the moment its request is written, and of its refusal.
         """
         form = {
             "To": f"whatsapp:{to}" if channel == "whatsapp" else to,
@@ -88,19 +94,32 @@ class TwilioTexts:
         async with self._slots:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._post(form)
+                    response = await self._post(form, handover)
         sid = response.json().get("sid")
         if not isinstance(sid, str):
             raise TwilioUnavailable(f"Twilio answered {response.status_code} without a sid")
         return Delivery("sent", sid)
 
-    async def _post(self, form: dict[str, str]) -> httpx.Response:
+    async def _post(self, form: dict[str, str], handover: Handover | None) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("TwilioTexts used before open()")
+        announced = False
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            # httpcore's trace hook runs as the request's last byte is written, with no
+            # await between: a form of a few hundred bytes goes to the kernel whole.
+            nonlocal announced
+            if handover is not None and event == "http11.send_request_body.complete":
+                handover.handed_over()
+                announced = True
+
         try:
-            response = await self._client.post(self._url, data=form)
+            response = await self._client.post(self._url, data=form, extensions={"trace": trace})
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TwilioUnavailable(f"Twilio unreachable: {exc!r}") from exc
+        if handover is not None and announced and not response.is_success:
+            # Refused: taken back before the retry's back-off, which a kill may cut short.
+            handover.taken_back()
         if response.status_code == 429 or response.status_code >= 500:
             raise TwilioUnavailable(
                 f"Twilio answered {response.status_code}",

@@ -1,8 +1,10 @@
-"""Sends one acknowledgement email through the real Notifier, in a process of its own that a
-test can kill -9 mid-send: ``python -m tests.services.notifier.send_once EVENT_JSON``.
+"""Sends one acknowledgement, an email or an SMS, through the real Notifier, in a process of
+its own that a test can kill -9 mid-send:
+``python -m tests.services.notifier.send_once EVENT_JSON [email|sms]``.
 
 The event is an IncidentTicketed as JSON; the rest comes from the environment (DATABASE_URL,
-SMTP_PORT, NOTIFIER_SEND_LEASE_SECONDS, and JOURNAL_DIR, empty for no journal).
+SMTP_PORT or TWILIO_BASE_URL, NOTIFIER_SEND_LEASE_SECONDS, and JOURNAL_DIR, empty for no
+journal).
 """
 
 from __future__ import annotations
@@ -14,26 +16,41 @@ from pathlib import Path
 
 from contracts.events import IncidentTicketed
 from incidentflow.db import create_pool
+from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
-from services.notifier.adapters.twilio import LoggedTexts
+from services.notifier.adapters.twilio import LoggedTexts, TwilioTexts
 from services.notifier.compose import IncidentView
 from services.notifier.journal import SendJournal
 from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
+from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
 
 
-async def main(event: IncidentTicketed) -> None:
+async def main(event: IncidentTicketed, channel: str) -> None:
     settings = NotifierSettings()
     pool = await create_pool(settings.database_url, 2)
     journal = SendJournal(Path(os.environ["JOURNAL_DIR"])) if os.environ["JOURNAL_DIR"] else None
-    notifier = Notifier(
-        lambda: pool, SmtpMailer("127.0.0.1", settings.smtp_port), LoggedTexts(), settings, journal
-    )
+    texts: TextSender = LoggedTexts()
+    if channel == "sms":
+        twilio = TwilioTexts(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            from_number="+14155550100",
+            base_url=os.environ["TWILIO_BASE_URL"],
+        )
+        await twilio.open()
+        texts = twilio
+    mailer = SmtpMailer("127.0.0.1", settings.smtp_port)
+    notifier = Notifier(lambda: pool, mailer, texts, settings, journal)
     view = IncidentView(
         event.incident_id, event.ticket_id, event.message, event.email, "email", event.created_at
     )
-    print(await notifier.send_email(view, "ack", final=False), flush=True)
+    if channel == "sms":
+        print(await notifier.send_text(view, "sms", event.phone, final=False), flush=True)
+    else:
+        print(await notifier.send_email(view, "ack", final=False), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(IncidentTicketed.model_validate_json(sys.argv[1])))
+    channel = sys.argv[2] if len(sys.argv) > 2 else "email"
+    asyncio.run(main(IncidentTicketed.model_validate_json(sys.argv[1]), channel))

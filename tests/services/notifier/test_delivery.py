@@ -24,7 +24,7 @@ from contracts.topology import DELIVERY_LIMIT, EVENTS
 from incidentflow.messaging import is_last_delivery
 from incidentflow.sandbox import free_port
 from services.notifier import store
-from services.notifier.adapters.base import Delivery, HandedOver
+from services.notifier.adapters.base import Delivery, Handover
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.app import create_app
@@ -389,9 +389,9 @@ class _SlowToReturn:
         sender: str,
         recipient: str,
         *,
-        handed_over: HandedOver | None = None,
+        handover: Handover | None = None,
     ) -> Delivery:
-        delivery = await self.mailer.send(mail, sender, recipient, handed_over=handed_over)
+        delivery = await self.mailer.send(mail, sender, recipient, handover=handover)
         self.accepted.set()
         await asyncio.sleep(0.5)
         return delivery

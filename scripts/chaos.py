@@ -1,14 +1,16 @@
 """Chaos run: incidents at a steady rate while every service is killed and the servers restart.
 
 Starts the whole system (six services and the SMTP sink) on a vhost and database of its own,
-with a ticket API on loopback that counts the tickets it opens. While COUNT incidents arrive at
+with a ticket API and a Twilio API on loopback that count the tickets and texts they take (one
+incident in four is written by SMS, so it is acknowledged by SMS too). While COUNT incidents
+arrive at
 RATE/s it kills each of the six services once with SIGKILL (and starts it again), restarts
 RabbitMQ once and restarts Postgres once. Clients behave like a real front end: a request that
 gets no answer is sent again with the same Idempotency-Key.
 
 At the end every accepted incident must be in Postgres with sentiment, classification, a real
-ticket and an acknowledgement, with exactly one ticket at the ticket API and exactly one
-acknowledgement email at the SMTP sink.
+ticket and an acknowledgement, with exactly one ticket at the ticket API, exactly one
+acknowledgement email at the SMTP sink and, for an SMS incident, exactly one text at Twilio.
 
 Usage: make chaos [N=5000 RATE=50]   (python scripts/chaos.py --count N --rate R)
 Last line: accepted=N completed=N lost=N duplicate_tickets=N duplicate_emails=N
@@ -49,16 +51,26 @@ from incidentflow.sandbox import (  # noqa: E402
 from incidentflow.stack import SERVICES, Stack  # noqa: E402
 from services.notifier.notify import UNCONFIRMED  # noqa: E402
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api  # noqa: E402
+from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, fake_twilio  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
 ACK_MESSAGE_ID = re.compile(r"<([0-9a-f-]{36})\.ack@incidentflow>")
+TICKET_IN_TEXT = re.compile(r"Ticket #(\S+) created")
+PHONE = "+14155550123"
+
+
+def chaos_incident(n: int) -> dict[str, str]:
+    """The load generator's request n; every fourth one written by SMS."""
+    body = sample_incident("chaos", n)
+    return {**body, "channel": "sms", "phone": PHONE} if n % 4 == 0 else body
 
 
 @dataclass
 class Run:
     stack: Stack
     tickets: FakeTicketApi
+    twilio: FakeTwilio
     database_url: str
     accepted: set[uuid.UUID] = field(default_factory=set)
     refused: int = 0
@@ -94,7 +106,7 @@ async def send_all(run: Run, count: int, rate: float, deadline_s: float) -> None
 
         async def one(n: int) -> None:
             await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-            body = sample_incident("chaos", n)
+            body = chaos_incident(n)
             headers = {"Idempotency-Key": f"chaos-{n}", "Prefer": "wait=0"}
             give_up = time.monotonic() + deadline_s
             first = True
@@ -152,12 +164,20 @@ def ack_emails(mail_dir: Path) -> Counter[uuid.UUID]:
     return Counter(i for path in mail_dir.glob("*.eml") if (i := ack_of(path)) is not None)
 
 
-async def complete_in_db(database_url: str, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+def texts_per_ticket(twilio: FakeTwilio) -> Counter[str]:
+    """Texts Twilio took, per ticket id (an acknowledgement text names its ticket)."""
+    return Counter(
+        match.group(1) for text in list(twilio.texts) if (match := TICKET_IN_TEXT.search(text.body))
+    )
+
+
+async def complete_in_db(database_url: str, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """The finished incidents among ``ids``: each one's ticket id if it was written by SMS."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
             """
-            SELECT id FROM incidents
+            SELECT id, ticket_id, channel FROM incidents
             WHERE id = ANY($1::uuid[]) AND sentiment IS NOT NULL AND classification IS NOT NULL
               AND ticket_id IS NOT NULL AND NOT ticket_fallback AND acknowledged_at IS NOT NULL
             """,
@@ -165,15 +185,21 @@ async def complete_in_db(database_url: str, ids: set[uuid.UUID]) -> set[uuid.UUI
         )
     finally:
         await conn.close()
-    return {row["id"] for row in rows}
+    return {row["id"]: row["ticket_id"] if row["channel"] == "sms" else None for row in rows}
 
 
 async def completed(run: Run) -> set[uuid.UUID]:
-    """Accepted incidents done everywhere: in Postgres, at the ticket API and at the sink."""
+    """Accepted incidents done everywhere: in Postgres, at the ticket API, at the sink and,
+    written by SMS, at Twilio."""
     done = await complete_in_db(run.database_url, run.accepted)
     emails = ack_emails(run.stack.mail_dir)
     tickets = tickets_per_incident(run.tickets)
-    return {i for i in done if emails[i] >= 1 and tickets[i] >= 1}
+    texts = texts_per_ticket(run.twilio)
+    return {
+        i
+        for i, sms_ticket in done.items()
+        if emails[i] >= 1 and tickets[i] >= 1 and (sms_ticket is None or texts[sms_ticket] >= 1)
+    }
 
 
 async def explain_duplicates(run: Run, emails: Counter[uuid.UUID]) -> None:
@@ -205,18 +231,19 @@ async def explain_duplicates(run: Run, emails: Counter[uuid.UUID]) -> None:
         await conn.close()
 
 
-async def recorded_from_journal(database_url: str) -> int:
-    """Emails a killed notifier had handed to the SMTP server without recording them, which
-    its successor recorded from the send journal (services/notifier/journal.py)."""
+async def recorded_from_journal(database_url: str) -> dict[str, int]:
+    """Messages a killed notifier had handed to a provider without recording them, which its
+    successor recorded from the send journal (services/notifier/journal.py), per channel."""
     conn = await asyncpg.connect(database_url)
     try:
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM notifications WHERE provider_message_id = $1", UNCONFIRMED
-            )
+        rows = await conn.fetch(
+            "SELECT channel, count(*) AS n FROM notifications"
+            " WHERE provider_message_id = $1 GROUP BY channel",
+            UNCONFIRMED,
         )
     finally:
         await conn.close()
+    return {row["channel"]: row["n"] for row in rows}
 
 
 async def explain_lost(run: Run, lost: set[uuid.UUID]) -> None:
@@ -263,6 +290,7 @@ async def explain_lost(run: Run, lost: set[uuid.UUID]) -> None:
 def chaos(count: int, rate: float, settle_s: float) -> int:
     with (
         fake_ticket_api() as tickets,
+        fake_twilio() as twilio,
         isolated_stack(
             RABBITMQ_URL,
             DATABASE_URL,
@@ -271,6 +299,10 @@ def chaos(count: int, rate: float, settle_s: float) -> int:
                 "TICKETING_BACKEND": "rest",
                 "TICKETING_URL": tickets.url + REST_PATH,
                 "TICKETING_RECONCILE_INTERVAL_SECONDS": "2",
+                "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                "TWILIO_FROM_NUMBER": "+14155550100",
+                "TWILIO_BASE_URL": twilio.url,
                 "REMINDER_ESCALATION_SECONDS": "0",
                 # One load generator on one address stands for thousands of customers.
                 "INGEST_RATE_LIMIT_PER_KEY": "1000000/minute",
@@ -278,7 +310,7 @@ def chaos(count: int, rate: float, settle_s: float) -> int:
             },
         ) as (stack, database_url),
     ):
-        return asyncio.run(drive(Run(stack, tickets, database_url), count, rate, settle_s))
+        return asyncio.run(drive(Run(stack, tickets, twilio, database_url), count, rate, settle_s))
 
 
 async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
@@ -312,6 +344,7 @@ async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
         await asyncio.sleep(3)  # a duplicate still in flight arrives now
         emails = ack_emails(stack.mail_dir)
         per_incident = tickets_per_incident(tickets)
+        texts = texts_per_ticket(run.twilio)
         await explain_duplicates(run, emails)
         journaled = await recorded_from_journal(run.database_url)
         lost = run.accepted - done
@@ -327,14 +360,19 @@ async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
         print(f"lost: {incident_id}", flush=True)
     duplicate_tickets = sum(max(0, n - 1) for n in per_incident.values())
     duplicate_emails = sum(max(0, n - 1) for n in emails.values())
-    print(f"emails recorded from the notifier's send journal after its kill: {journaled}")
+    duplicate_texts = sum(max(0, n - 1) for n in texts.values())
+    print(
+        "emails recorded from the notifier's send journal after its kill: "
+        f"{journaled.get('email', 0)} (texts: {journaled.get('sms', 0)})"
+    )
+    print(f"texts={texts.total()} duplicate_texts={duplicate_texts}")
     print(f"faults: {', '.join(run.faults)}")
     print(
         f"accepted={len(run.accepted)} completed={len(done)} lost={len(lost)} "
         f"duplicate_tickets={duplicate_tickets} duplicate_emails={duplicate_emails}",
         flush=True,
     )
-    return 0 if not lost and not duplicate_tickets and not duplicate_emails else 1
+    return 0 if not (lost or duplicate_tickets or duplicate_emails or duplicate_texts) else 1
 
 
 if __name__ == "__main__":

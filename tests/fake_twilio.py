@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from services.notifier.adapters.twilio import TwilioTexts
 from tests.fakes import Answer, InFlight, JsonHandler, serving
 
 ACCOUNT_SID = "AC" + "0" * 32
@@ -104,3 +105,12 @@ def fake_twilio(
     with serving(Handler) as httpd:
         twilio.url = httpd.url
         yield twilio
+
+
+async def opened_texts(url: str) -> TwilioTexts:
+    """The real Twilio adapter, open, pointed at the stand-in at ``url``."""
+    texts = TwilioTexts(
+        account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number="+14155550100", base_url=url
+    )
+    await texts.open()
+    return texts

@@ -1,6 +1,6 @@
 """The small `make chaos`: every service killed once, RabbitMQ and Postgres restarted once,
-while incidents keep arriving. Nothing accepted is lost, and no ticket or acknowledgement
-email goes out twice.
+while incidents keep arriving. Nothing accepted is lost, and no ticket, acknowledgement email
+or acknowledgement text goes out twice.
 
 It restarts the local servers, so it needs rabbitmqctl and pg_ctlcluster on this host.
 """
@@ -15,6 +15,7 @@ import sys
 from incidentflow.stack import REPO_ROOT
 from tests.e2e.test_restarts import require
 
+TEXTS = re.compile(r"^texts=(\d+) duplicate_texts=(\d+)$", re.MULTILINE)
 LAST_LINE = re.compile(
     r"accepted=(\d+) completed=(\d+) lost=(\d+) duplicate_tickets=(\d+) duplicate_emails=(\d+)"
 )
@@ -42,3 +43,7 @@ def test_chaos_loses_nothing_and_sends_nothing_twice(rabbitmq_url: str) -> None:
     # Exactly one email each, the notifier's kill included: a mail the SMTP server had when
     # the kill landed is recorded from the send journal, not sent again.
     assert (completed, lost, duplicate_tickets, duplicate_emails) == (150, 0, 0, 0)
+    # One incident in four came by SMS (n = 0, 4, …, 148): one text each, journaled as well.
+    texts = TEXTS.search(result.stdout)
+    assert texts, result.stdout[-3000:]
+    assert tuple(map(int, texts.groups())) == (38, 0)

@@ -18,12 +18,12 @@ from contracts.events import IncidentTicketed
 from incidentflow.db import create_pool
 from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
-from services.notifier.adapters.twilio import LoggedTexts, TwilioTexts
+from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.compose import IncidentView
 from services.notifier.journal import SendJournal
 from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
-from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
+from tests.fake_twilio import opened_texts
 
 
 async def main(event: IncidentTicketed, channel: str) -> None:
@@ -32,14 +32,7 @@ async def main(event: IncidentTicketed, channel: str) -> None:
     journal = SendJournal(Path(os.environ["JOURNAL_DIR"])) if os.environ["JOURNAL_DIR"] else None
     texts: TextSender = LoggedTexts()
     if channel == "sms":
-        twilio = TwilioTexts(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            from_number="+14155550100",
-            base_url=os.environ["TWILIO_BASE_URL"],
-        )
-        await twilio.open()
-        texts = twilio
+        texts = await opened_texts(os.environ["TWILIO_BASE_URL"])
     mailer = SmtpMailer("127.0.0.1", settings.smtp_port)
     notifier = Notifier(lambda: pool, mailer, texts, settings, journal)
     view = IncidentView(

@@ -23,14 +23,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.notifier.adapters.base import PermanentFailure
 from services.notifier.adapters.smtp import SmtpMailer
-from services.notifier.adapters.twilio import LoggedTexts, TwilioTexts
+from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.compose import email_message
 from services.notifier.journal import Entry, JournaledSend, SendJournal, journal_name
 from services.notifier.notify import UNCONFIRMED, Notifier
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Key
 from tests.e2e.conftest import insert_ticketed_incident
-from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, fake_twilio
+from tests.fake_twilio import FakeTwilio, fake_twilio, opened_texts
 from tests.fakes import Answer
 from tests.services.notifier.conftest import Inbox, smtp_server
 from tests.services.notifier.test_delivery import PHONE, rows, view_of
@@ -140,14 +140,8 @@ def texter_killed_mid_send(
 
 
 async def twilio_notifier(pool: asyncpg.Pool, twilio: FakeTwilio) -> Notifier:
-    texts = TwilioTexts(
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        from_number="+14155550100",
-        base_url=twilio.url,
-    )
-    await texts.open()
     settings = NotifierSettings(send_lease_seconds=1)
+    texts = await opened_texts(twilio.url)
     return Notifier(lambda: pool, SmtpMailer("127.0.0.1", 9), texts, settings)
 
 
@@ -180,13 +174,7 @@ async def test_without_the_journal_that_kill_sends_the_text_twice(
 
 async def test_a_text_twilio_refuses_is_taken_back_before_any_retry() -> None:
     with fake_twilio() as twilio:
-        texts = TwilioTexts(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            from_number="+14155550100",
-            base_url=twilio.url,
-        )
-        await texts.open()
+        texts = await opened_texts(twilio.url)
         twilio.fail_next(Answer(503, {"code": 20500, "message": "unavailable"}))
         retried = Told()
         await texts.send("sms", PHONE, "hello", handover=retried)

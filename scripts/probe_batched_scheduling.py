@@ -1,0 +1,156 @@
+"""Probe for planning, not a product path: how fast the reminder service schedules when
+``incident.ticketed`` arrives one event per message, or BATCH events per message.
+
+Both targets of the performance issues point at the per-message cost (docs/performance.md).
+This measures what batching would buy before anyone builds it: COUNT events are published
+first (bare aio-pika, one per message to the real ``reminder.incident-ticketed`` queue, or BATCH
+per message as a JSON array to a probe queue whose subscriber hands each event to the real
+``Reminders.schedule``), then the real reminder service code consumes them in this process,
+timed alone. Own vhost and database; the follow-up delay is an hour, so nothing fires.
+
+Usage: python scripts/probe_batched_scheduling.py [--count 20000] [--batch 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+from faststream.rabbit import QueueType, RabbitQueue
+from pydantic import TypeAdapter
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_broker import broker_cpu_s, own_cpu_s  # noqa: E402
+
+from contracts.events import IncidentTicketed  # noqa: E402
+from contracts.topology import EVENTS, REMINDER_DUE, REMINDER_TICKETED  # noqa: E402
+from incidentflow.db import migrate  # noqa: E402
+from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
+from incidentflow.service import ServiceRuntime  # noqa: E402
+from services.reminder.handlers import Reminders, register  # noqa: E402
+from services.reminder.settings import ReminderSettings  # noqa: E402
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
+BATCHES = TypeAdapter(list[IncidentTicketed])
+PROBE_QUEUE = RabbitQueue("reminder.batch-probe", durable=True, queue_type=QueueType.QUORUM)
+
+
+def ticketed(incident_id: uuid.UUID) -> IncidentTicketed:
+    return IncidentTicketed(
+        incident_id=incident_id,
+        customer_id="probe",
+        channel="email",
+        message="charged twice",
+        email="probe@example.com",
+        created_at=datetime.now(UTC),
+        sentiment="neutral",
+        polarity=0.0,
+        classification="duplicate_payment",
+        confidence=0.9,
+        reason="probe",
+        classifier_model="local",
+        ticket_id="TKT-probe",
+        ticket_fallback=True,
+    )
+
+
+async def prepublish(amqp: str, events: list[IncidentTicketed], batch: int) -> None:
+    connection = await aio_pika.connect(amqp)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
+    single = await channel.declare_queue(
+        REMINDER_TICKETED.queue_name, durable=True, arguments=REMINDER_TICKETED.queue.arguments
+    )
+    await single.bind(exchange, REMINDER_TICKETED.routing_key)
+    await channel.declare_queue(
+        PROBE_QUEUE.name, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    in_flight = asyncio.Semaphore(200)
+
+    async def publish(body: bytes, target: aio_pika.abc.AbstractExchange, key: str) -> None:
+        async with in_flight:
+            message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            await target.publish(message, routing_key=key)
+
+    if batch == 1:
+        key = REMINDER_TICKETED.routing_key
+        await asyncio.gather(
+            *(publish(e.model_dump_json().encode(), exchange, key) for e in events)
+        )
+    else:
+        chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
+        default = channel.default_exchange
+        await asyncio.gather(
+            *(publish(BATCHES.dump_json(c), default, PROBE_QUEUE.name) for c in chunks)
+        )
+    await connection.close()
+
+
+async def probe(amqp: str, database: str, count: int, batch: int) -> None:
+    await migrate(database)
+    ids = [uuid.uuid4() for _ in range(count)]
+    conn = await asyncpg.connect(database)
+    now = datetime.now(UTC)
+    await conn.copy_records_to_table(
+        "incidents",
+        records=[(i, "probe", "email", "m", "probe@example.com", now, "TKT-probe") for i in ids],
+        columns=["id", "customer_id", "channel", "message", "email", "created_at", "ticket_id"],
+    )
+    await prepublish(amqp, [ticketed(i) for i in ids], batch)
+    # The settings read the environment (their fields have aliases).
+    os.environ.update(RABBITMQ_URL=amqp, DATABASE_URL=database, DB_POOL_SIZE="20")
+    settings = ReminderSettings(
+        delay_seconds=3600, escalation_seconds=0, prefetch=200 if batch == 1 else 8
+    )
+    runtime = ServiceRuntime("reminder", settings, (REMINDER_TICKETED, REMINDER_DUE))
+    reminders = Reminders(runtime, settings)
+    register(runtime, reminders)
+
+    @runtime.broker.subscriber(PROBE_QUEUE)
+    async def on_batch(events: list[IncidentTicketed]) -> None:
+        await asyncio.gather(*(reminders.schedule(e) for e in events))
+
+    try:
+        async with runtime.lifespan():
+            broker0, own0, wall0 = broker_cpu_s(), own_cpu_s(), time.monotonic()
+            await runtime.broker.start()
+            while await conn.fetchval("SELECT count(*) FROM reminders") < count:
+                await asyncio.sleep(0.1)
+            wall = time.monotonic() - wall0
+            service_us = (own_cpu_s() - own0) / count * 1e6
+            broker_us = (broker_cpu_s() - broker0) / count * 1e6
+            await runtime.broker.stop()
+    finally:
+        await conn.close()
+    print(
+        f"batch={batch}: {count / wall:,.0f} scheduled/s; CPU per reminder: "
+        f"reminder service {service_us:.0f} us, broker {broker_us:.0f} us"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args()
+    with (
+        own_vhost(RABBITMQ_URL, "probe") as amqp,
+        own_database(DATABASE_URL, "probe") as database,
+    ):
+        asyncio.run(probe(amqp, database, args.count, args.batch))
+
+
+if __name__ == "__main__":
+    main()

@@ -61,6 +61,26 @@ def broker_memory_mb() -> float:
     return total
 
 
+def bench_ticketed(incident_id: uuid.UUID, created_at: datetime) -> IncidentTicketed:
+    """The incident.ticketed the benchmark sends for one of its incidents."""
+    return IncidentTicketed(
+        incident_id=incident_id,
+        customer_id="bench",
+        channel="email",
+        message="charged twice",
+        email="b@example.com",
+        created_at=created_at,
+        sentiment="neutral",
+        polarity=0.0,
+        classification="duplicate_payment",
+        confidence=0.9,
+        reason="bench",
+        classifier_model="local",
+        ticket_id="TKT-bench",
+        ticket_fallback=True,
+    )
+
+
 def ready(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200
@@ -166,22 +186,7 @@ async def bench(
         async def publish(incident_id: uuid.UUID) -> None:
             async with semaphore:
                 created[incident_id] = datetime.now(UTC)
-                event = IncidentTicketed(
-                    incident_id=incident_id,
-                    customer_id="bench",
-                    channel="email",
-                    message="charged twice",
-                    email="b@example.com",
-                    created_at=created[incident_id],
-                    sentiment="neutral",
-                    polarity=0.0,
-                    classification="duplicate_payment",
-                    confidence=0.9,
-                    reason="bench",
-                    classifier_model="local",
-                    ticket_id="TKT-bench",
-                    ticket_fallback=True,
-                )
+                event = bench_ticketed(incident_id, created[incident_id])
                 await exchange.publish(
                     aio_pika.Message(
                         event.model_dump_json().encode(),

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_broker import broker_cpu_s, own_cpu_s  # noqa: E402
+from bench_reminders import bench_ticketed  # noqa: E402
 
 from contracts.events import IncidentTicketed  # noqa: E402
 from contracts.topology import EVENTS, REMINDER_DUE, REMINDER_TICKETED  # noqa: E402
@@ -45,25 +46,6 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
 BATCHES = TypeAdapter(list[IncidentTicketed])
 PROBE_QUEUE = RabbitQueue("reminder.batch-probe", durable=True, queue_type=QueueType.QUORUM)
-
-
-def ticketed(incident_id: uuid.UUID) -> IncidentTicketed:
-    return IncidentTicketed(
-        incident_id=incident_id,
-        customer_id="probe",
-        channel="email",
-        message="charged twice",
-        email="probe@example.com",
-        created_at=datetime.now(UTC),
-        sentiment="neutral",
-        polarity=0.0,
-        classification="duplicate_payment",
-        confidence=0.9,
-        reason="probe",
-        classifier_model="local",
-        ticket_id="TKT-probe",
-        ticket_fallback=True,
-    )
 
 
 async def prepublish(amqp: str, events: list[IncidentTicketed], batch: int) -> None:
@@ -105,10 +87,10 @@ async def probe(amqp: str, database: str, count: int, batch: int) -> None:
     now = datetime.now(UTC)
     await conn.copy_records_to_table(
         "incidents",
-        records=[(i, "probe", "email", "m", "probe@example.com", now, "TKT-probe") for i in ids],
+        records=[(i, "bench", "email", "m", "b@example.com", now, "TKT-bench") for i in ids],
         columns=["id", "customer_id", "channel", "message", "email", "created_at", "ticket_id"],
     )
-    await prepublish(amqp, [ticketed(i) for i in ids], batch)
+    await prepublish(amqp, [bench_ticketed(i, now) for i in ids], batch)
     # The settings read the environment (their fields have aliases).
     os.environ.update(RABBITMQ_URL=amqp, DATABASE_URL=database, DB_POOL_SIZE="20")
     settings = ReminderSettings(

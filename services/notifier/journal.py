@@ -137,9 +137,10 @@ class SendJournal:
             self._pending[key] = lease
 
     def taken_back(self, key: Key, lease: datetime) -> None:
-        """The provider's answer refused the message handed over: called as it is read."""
-        self._write(Entry(key, lease, taken_back=True))
-        self._pending.pop(key, None)
+        """The provider's answer refused the message: called as it is read. Nothing to take
+        back unless its hand-over was journaled."""
+        if self._pending.pop(key, None) is not None:
+            self._write(Entry(key, lease, taken_back=True))
 
     def _write(self, entry: Entry) -> bool:
         try:

@@ -16,7 +16,7 @@ class Handover(Protocol):
         """The provider has the whole message: its last byte is written, its answer not read."""
 
     def taken_back(self) -> None:
-        """The provider's answer to a message handed over refuses it."""
+        """The provider's answer refuses the message (nothing, if it was never handed over)."""
 
 
 class PermanentFailure(Exception):

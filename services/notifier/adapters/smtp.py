@@ -34,10 +34,8 @@ class _SMTP(aiosmtplib.SMTP):
         if handover is None or protocol is None:
             return await super().data(message, **kwargs)
         write = protocol.write
-        announced = False
 
         def write_then_announce(data: bytes) -> None:
-            nonlocal announced
             write(data)
             transport = cast(asyncio.WriteTransport | None, protocol.transport)
             # Still buffered (a large message on a slow link): the kernel may not have the
@@ -45,14 +43,12 @@ class _SMTP(aiosmtplib.SMTP):
             # again), rather than calling sent what may never arrive.
             if data.endswith(_END_OF_DATA) and transport and not transport.get_write_buffer_size():
                 handover.handed_over()
-                announced = True
 
         protocol.write = write_then_announce  # type: ignore[method-assign]
         try:
             return await super().data(message, **kwargs)
         except aiosmtplib.SMTPResponseException:
-            if announced:  # the server answered the final "." with a refusal
-                handover.taken_back()
+            handover.taken_back()  # a refusal of the final "." (or of DATA: nothing to undo)
             raise
         finally:
             del protocol.write  # the instance attribute; the class's method shows again

@@ -103,21 +103,18 @@ class TwilioTexts:
     async def _post(self, form: dict[str, str], handover: Handover | None) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("TwilioTexts used before open()")
-        announced = False
 
         async def trace(event: str, info: dict[str, Any]) -> None:
             # httpcore's trace hook runs as the request's last byte is written, with no
             # await between: a form of a few hundred bytes goes to the kernel whole.
-            nonlocal announced
             if handover is not None and event == "http11.send_request_body.complete":
                 handover.handed_over()
-                announced = True
 
         try:
             response = await self._client.post(self._url, data=form, extensions={"trace": trace})
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TwilioUnavailable(f"Twilio unreachable: {exc!r}") from exc
-        if handover is not None and announced and not response.is_success:
+        if handover is not None and not response.is_success:
             # Refused: taken back before the retry's back-off, which a kill may cut short.
             handover.taken_back()
         if response.status_code == 429 or response.status_code >= 500:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,8 @@ from contracts.topology import (
     Route,
     retry_routing_key,
 )
+from incidentflow.batched_events import BATCH_CONTENT_TYPE, BATCH_HEADER, encode_batch
+from incidentflow.batching import Batcher
 from incidentflow.metrics import record_publishes
 from incidentflow.privacy import mask_text
 
@@ -160,21 +163,23 @@ class DeliveryPolicy(BaseMiddleware):
         raw = msg.raw_message
         if not isinstance(broker, RabbitBroker) or not isinstance(raw, IncomingMessage):
             return False
-        kept = {k: v for k, v in (raw.headers or {}).items() if k not in _PER_DELIVERY_HEADERS}
+        # From ``msg``, not the raw delivery: for an event of a batch (batched_events), msg
+        # is that event alone, and only it is retried or dead-lettered.
+        kept = {k: v for k, v in (msg.headers or {}).items() if k not in _PER_DELIVERY_HEADERS}
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await broker.publish(
-                    raw.body,
+                    msg.body,
                     exchange=exchange,
                     routing_key=routing_key,
                     headers={**kept, **headers},
                     persist=True,
                     mandatory=True,
-                    message_id=raw.message_id,
+                    message_id=msg.message_id,
                     message_type=raw.type,
-                    content_type=raw.content_type,
+                    content_type=msg.content_type,
                     content_encoding=raw.content_encoding,
-                    correlation_id=raw.correlation_id,
+                    correlation_id=msg.correlation_id,
                     timestamp=raw.timestamp,
                     timeout=PUBLISH_TIMEOUT_SECONDS,
                 )
@@ -256,52 +261,109 @@ async def publish_event(
         )
 
 
-async def publish_events(
-    broker: RabbitBroker, events: Sequence[Envelope], *, exchange: RabbitExchange = EVENTS
-) -> list[BaseException | None]:
-    """Publish many events together and wait for all their confirms: one outcome each, None
-    once the broker confirmed it.
+async def publish_batch(
+    broker: RabbitBroker,
+    events: Sequence[Envelope],
+    *,
+    headers: Sequence[Mapping[str, str]] | None = None,
+    exchange: RabbitExchange = EVENTS,
+) -> None:
+    """Publish ``events`` (one kind) as one message and wait for the broker's confirm: a batch
+    (incidentflow.batched_events), or an ordinary message when there is one event.
 
-    For batches (a reminder tick's requests). FastStream's publish builds a command and runs
-    five middleware scopes per message, about as much CPU again as aio-pika's publish itself
-    (docs/performance.md); these go to the same confirming channel directly, with what those
-    middlewares add: the current trace context in the headers and FastStream's publish metrics.
-    Spans are not made, even with an exporter: a batch is one step of the trace.
+    ``headers`` are each event's own (its trace context); by default the current context's.
+    Straight to FastStream's confirming channel: its publish builds a command and runs five
+    middleware scopes per message, about as much CPU again as aio-pika's publish itself
+    (docs/performance.md). What those add is added here: the trace context, and FastStream's
+    publish metrics.
     """
+    if not events:
+        return
+    first = events[0]
+    if any(e.routing_key() != first.routing_key() for e in events):
+        raise ValueError("a batch carries events of one kind")
+    if headers is None:
+        current: dict[str, str] = {}
+        propagate.inject(current)
+        headers = [current] * len(events)
+    if len(events) == 1:
+        body = first.model_dump_json().encode()
+        message_headers: dict[str, Any] = dict(headers[0])
+        content_type, message_id = "application/json", str(first.event_id)
+    else:
+        body = encode_batch(list(zip(events, headers, strict=True)))
+        message_headers = {BATCH_HEADER: len(events)}
+        content_type, message_id = BATCH_CONTENT_TYPE, str(uuid.uuid4())
+    message = Message(
+        body,
+        headers=message_headers,
+        content_type=content_type,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=message_id,
+        correlation_id=message_id,
+        type=first.name,
+        timestamp=datetime.now(UTC),
+        app_id="incidentflow",
+    )
     target = await broker.declare_exchange(exchange)
-    trace_headers: dict[str, str] = {}
-    propagate.inject(trace_headers)
-    now = datetime.now(UTC)
-
-    async def publish(event: Envelope) -> None:
-        message = Message(
-            event.model_dump_json().encode(),
-            headers=dict(trace_headers),
-            content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=str(event.event_id),
-            correlation_id=str(event.event_id),
-            type=event.name,
-            timestamp=now,
-            app_id="incidentflow",
-        )
-        # The whole publish under one timeout; aio-pika's own (``timeout=``) would run each
-        # publish as a task of its own through wait_for, ~60 µs of CPU per message here.
+    error: BaseException | None = None
+    start = time.perf_counter()
+    try:
+        # One timeout around the publish; aio-pika's own (``timeout=``) runs each step of it
+        # as a task through wait_for, ~60 µs of CPU per message here.
         async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
             await target.publish(
-                message,
-                routing_key=event.routing_key(),
-                mandatory=event.requires_listener,
+                message, routing_key=first.routing_key(), mandatory=first.requires_listener
             )
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        destination = f"{exchange.name}.{first.routing_key()}"
+        record_publishes(broker, [(destination, error)], time.perf_counter() - start)
 
-    start = time.perf_counter()
-    results = await asyncio.gather(*(publish(e) for e in events), return_exceptions=True)
-    outcomes = [r if isinstance(r, BaseException) else None for r in results]
-    destinations = [f"{exchange.name}.{e.routing_key()}" for e in events]
-    record_publishes(
-        broker, list(zip(destinations, outcomes, strict=True)), time.perf_counter() - start
-    )
-    return outcomes
+
+class BatchPublisher:
+    """``await publish(event)`` returns once the broker confirmed the event.
+
+    What concurrent handlers publish while an earlier batch is in flight goes together, one
+    message per kind (a Batcher: no timer, so a quiet service publishes each event at once,
+    as an ordinary message). Each event keeps its own trace context.
+    """
+
+    def __init__(
+        self, broker: RabbitBroker, *, exchange: RabbitExchange = EVENTS, max_size: int = 100
+    ) -> None:
+        self._broker = broker
+        self._exchange = exchange
+        self._batches: Batcher[tuple[Envelope, dict[str, str]], None] = Batcher(
+            self._flush, max_size
+        )
+
+    async def publish(self, event: Envelope) -> None:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        await self._batches.submit((event, headers))
+
+    async def _flush(self, items: Sequence[tuple[Envelope, dict[str, str]]]) -> list[None]:
+        kinds: dict[str, list[tuple[Envelope, dict[str, str]]]] = {}
+        for item in items:
+            kinds.setdefault(item[0].routing_key(), []).append(item)
+        # A failure fails the flush, and the Batcher publishes its events one by one: each
+        # caller gets its own event's outcome (and a kind that did go out goes twice, which
+        # consumers allow, as with any redelivery).
+        await asyncio.gather(
+            *(
+                publish_batch(
+                    self._broker,
+                    [event for event, _ in group],
+                    headers=[headers for _, headers in group],
+                    exchange=self._exchange,
+                )
+                for group in kinds.values()
+            )
+        )
+        return [None] * len(items)
 
 
 async def publish_delayed(broker: RabbitBroker, event: Envelope, delay_seconds: float) -> None:

@@ -27,15 +27,10 @@ from contracts.topology import Route
 from incidentflow.batching import Batcher
 from incidentflow.db import create_pool, migrate
 from incidentflow.logs import configure_logging
-from incidentflow.messaging import declare_routes, make_broker
-from incidentflow.metrics import instrument_broker_metrics, render_metrics
+from incidentflow.messaging import BatchPublisher, declare_routes, make_broker
+from incidentflow.metrics import instrument_messaging, render_metrics
 from incidentflow.settings import CommonSettings
-from incidentflow.tracing import (
-    configure_tracing,
-    flush_spans,
-    install_log_filter,
-    instrument_broker,
-)
+from incidentflow.tracing import configure_tracing, flush_spans, install_log_filter
 
 log = logging.getLogger("incidentflow.service")
 
@@ -70,9 +65,14 @@ class ServiceRuntime:
         self.routes = routes
         self.settings = settings
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
-        # Tracing outermost, then metrics, around the delivery policy make_broker installs.
-        instrument_broker_metrics(self.broker, name)
-        instrument_broker(self.broker, exporting=bool(settings.otel_exporter_otlp_endpoint))
+        instrument_messaging(
+            self.broker,
+            name,
+            exporting=bool(settings.otel_exporter_otlp_endpoint),
+            events_in_flight=settings.prefetch,
+        )
+        # What this service's handlers publish, batched while the broker confirms the last.
+        self.events = BatchPublisher(self.broker)
         self._pool: asyncpg.Pool | None = None
         self._consuming = False
         # Run once connected, before any subscriber consumes: topology the handlers publish to.

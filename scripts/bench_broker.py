@@ -7,8 +7,8 @@ message for each half. No step can cost less than these per message it receives 
 
 Then the client's CPU per event through our two publish paths, on a broker set up as every
 service's is (FastStream, its Prometheus middleware, the trace context): one
-``publish_event`` each (FastStream's publish), and ``publish_events`` per batch (a reminder
-tick's requests), batches of 500 either way.
+``publish_event`` each (FastStream's publish), and ``publish_batch`` (one message carrying a
+batch of events, as a reminder tick's requests go), batches of 500 either way.
 
 Usage: python scripts/bench_broker.py [--count 20000] [--queue-type quorum|classic]
 """
@@ -31,10 +31,10 @@ sys.path.insert(0, str(REPO))
 
 from contracts.events import ReminderRequested  # noqa: E402
 from contracts.topology import EVENTS, NOTIFIER_REMINDER  # noqa: E402
-from incidentflow.messaging import make_broker, publish_event, publish_events  # noqa: E402
-from incidentflow.metrics import instrument_broker_metrics  # noqa: E402
+from incidentflow.messaging import make_broker, publish_batch, publish_event  # noqa: E402
+from incidentflow.metrics import instrument_messaging  # noqa: E402
 from incidentflow.sandbox import own_vhost  # noqa: E402
-from incidentflow.tracing import configure_tracing, instrument_broker  # noqa: E402
+from incidentflow.tracing import configure_tracing  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 BODY = b"x" * 600  # about an event's JSON
@@ -111,8 +111,7 @@ async def bench(url: str, count: int, queue_type: str) -> None:
 async def bench_publish_paths(url: str, count: int, batch: int = 500) -> None:
     configure_tracing("bench-broker", None)
     broker = make_broker(url, prefetch=50)
-    instrument_broker_metrics(broker, "bench-broker")
-    instrument_broker(broker, exporting=False)
+    instrument_messaging(broker, "bench-broker", exporting=False, events_in_flight=50)
     await broker.connect()
     queue = await broker.declare_queue(NOTIFIER_REMINDER.queue)
     await queue.bind(await broker.declare_exchange(EVENTS), NOTIFIER_REMINDER.routing_key)
@@ -128,12 +127,12 @@ async def bench_publish_paths(url: str, count: int, batch: int = 500) -> None:
         )
         for n in range(count)
     ]
-    for name in ("publish_event (FastStream's publish), each", "publish_events, per batch"):
+    for name in ("publish_event (FastStream's publish), each", "publish_batch, one message"):
         own0 = own_cpu_s()
         for start in range(0, count, batch):
             chunk = events[start : start + batch]
-            if name.startswith("publish_events"):
-                await publish_events(broker, chunk)
+            if name.startswith("publish_batch"):
+                await publish_batch(broker, chunk)
             else:
                 await asyncio.gather(*(publish_event(broker, e) for e in chunk))
         print(f"{name}: client {(own_cpu_s() - own0) / count * 1e6:.0f} us/event")

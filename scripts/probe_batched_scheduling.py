@@ -1,12 +1,11 @@
-"""Probe for planning, not a product path: how fast the reminder service schedules when
-``incident.ticketed`` arrives one event per message, or BATCH events per message.
+"""Probe: how fast the reminder service schedules when ``incident.ticketed`` arrives one
+event per message, or BATCH events per message (incidentflow.batched_events).
 
-Both targets of the performance issues point at the per-message cost (docs/performance.md).
-This measures what batching would buy before anyone builds it: COUNT events are published
-first (bare aio-pika, one per message to the real ``reminder.incident-ticketed`` queue, or BATCH
-per message as a JSON array to a probe queue whose subscriber hands each event to the real
-``Reminders.schedule``), then the real reminder service code consumes them in this process,
-timed alone. Own vhost and database; the follow-up delay is an hour, so nothing fires.
+COUNT events are published first (bare aio-pika, to the real ``reminder.incident-ticketed``
+queue), then the reminder service's own subscriber, built as the service builds it, consumes
+them in this process, timed alone: scheduling without the firing that overlaps it in
+``make bench-reminders``. Own vhost and database; the follow-up delay is an hour, so nothing
+fires.
 
 Usage: python scripts/probe_batched_scheduling.py [--count 20000] [--batch 1]
 """
@@ -21,11 +20,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
-from faststream.rabbit import QueueType, RabbitQueue
-from pydantic import TypeAdapter
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -36,6 +34,7 @@ from bench_reminders import bench_ticketed  # noqa: E402
 
 from contracts.events import IncidentTicketed  # noqa: E402
 from contracts.topology import EVENTS, REMINDER_DUE, REMINDER_TICKETED  # noqa: E402
+from incidentflow.batched_events import BATCH_HEADER, encode_batch  # noqa: E402
 from incidentflow.db import migrate  # noqa: E402
 from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
 from incidentflow.service import ServiceRuntime  # noqa: E402
@@ -44,8 +43,6 @@ from services.reminder.settings import ReminderSettings  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
-BATCHES = TypeAdapter(list[IncidentTicketed])
-PROBE_QUEUE = RabbitQueue("reminder.batch-probe", durable=True, queue_type=QueueType.QUORUM)
 
 
 async def prepublish(amqp: str, events: list[IncidentTicketed], batch: int) -> None:
@@ -56,27 +53,27 @@ async def prepublish(amqp: str, events: list[IncidentTicketed], batch: int) -> N
         REMINDER_TICKETED.queue_name, durable=True, arguments=REMINDER_TICKETED.queue.arguments
     )
     await single.bind(exchange, REMINDER_TICKETED.routing_key)
-    await channel.declare_queue(
-        PROBE_QUEUE.name, durable=True, arguments={"x-queue-type": "quorum"}
-    )
     in_flight = asyncio.Semaphore(200)
 
-    async def publish(body: bytes, target: aio_pika.abc.AbstractExchange, key: str) -> None:
+    async def publish(body: bytes, headers: dict[str, Any]) -> None:
         async with in_flight:
-            message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-            await target.publish(message, routing_key=key)
+            message = aio_pika.Message(
+                body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            )
+            await exchange.publish(message, routing_key=REMINDER_TICKETED.routing_key)
 
-    if batch == 1:
-        key = REMINDER_TICKETED.routing_key
-        await asyncio.gather(
-            *(publish(e.model_dump_json().encode(), exchange, key) for e in events)
+    chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
+    await asyncio.gather(
+        *(
+            publish(
+                encode_batch([(e, {}) for e in chunk])
+                if len(chunk) > 1
+                else chunk[0].model_dump_json().encode(),
+                {BATCH_HEADER: len(chunk)} if len(chunk) > 1 else {},
+            )
+            for chunk in chunks
         )
-    else:
-        chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
-        default = channel.default_exchange
-        await asyncio.gather(
-            *(publish(BATCHES.dump_json(c), default, PROBE_QUEUE.name) for c in chunks)
-        )
+    )
     await connection.close()
 
 
@@ -99,10 +96,6 @@ async def probe(amqp: str, database: str, count: int, batch: int) -> None:
     runtime = ServiceRuntime("reminder", settings, (REMINDER_TICKETED, REMINDER_DUE))
     reminders = Reminders(runtime, settings)
     register(runtime, reminders)
-
-    @runtime.broker.subscriber(PROBE_QUEUE)
-    async def on_batch(events: list[IncidentTicketed]) -> None:
-        await asyncio.gather(*(reminders.schedule(e) for e in events))
 
     try:
         async with runtime.lifespan():

@@ -23,7 +23,7 @@ from contracts.events import (
 )
 from contracts.topology import REMINDER_DUE, REMINDER_TICK, REMINDER_TICKETED
 from incidentflow.loops import survive_round
-from incidentflow.messaging import publish_delayed, publish_events
+from incidentflow.messaging import publish_batch, publish_delayed
 from incidentflow.metrics import record_reminder_lateness
 from incidentflow.service import ServiceRuntime
 from services.reminder import store
@@ -165,24 +165,23 @@ class Reminders:
         for f in fired:
             # Observability: how late the ticks (or the sweep) brought this reminder.
             record_reminder_lateness(f.reminder.kind, (now - f.reminder.due_at).total_seconds())
-        # Published together, confirms awaited together; each outcome kept apart, so what
-        # the broker confirmed is marked requested even when some others failed. Those go
-        # back to 'scheduled' for the next tick or sweep (a failed publish may still have
-        # reached the broker: the notifier's claim keeps that mail single).
-        outcomes = await publish_events(self.runtime.broker, list(requests.values()))
-        confirmed: list[int] = []
-        failed: list[int] = []
-        for reminder_id, error in zip(requests, outcomes, strict=True):
-            (confirmed if error is None else failed).append(reminder_id)
+        # One message for the round (incidentflow.batched_events): confirmed, every request
+        # in it is marked requested; refused, all go back to 'scheduled' for the next tick
+        # or sweep (an unconfirmed publish may still have reached the broker: the notifier's
+        # claim keeps that mail single).
+        ids = list(requests)
+        try:
+            await publish_batch(self.runtime.broker, list(requests.values()))
+        except Exception:
+            async with self.runtime.pool.acquire() as conn:
+                await store.settle_requests(conn, [], ids)
+            raise
         async with self.runtime.pool.acquire() as conn:
-            await store.settle_requests(conn, confirmed, failed)
+            await store.settle_requests(conn, ids, [])
         log.info(
             "reminders due",
-            extra={"requested": len(confirmed), "skipped": len(fired) - len(requests)},
+            extra={"requested": len(requests), "skipped": len(fired) - len(requests)},
         )
-        failures = [error for error in outcomes if error is not None]
-        if failures:
-            raise failures[0]
 
     async def sweep_once(self) -> int:
         """Fire reminders the broker should have delivered long ago, and ask again for those

@@ -9,7 +9,6 @@ import asyncpg
 from contracts.events import IncidentClassified, IncidentTicketed, derived_event_id
 from contracts.topology import TICKETING_CLASSIFIED
 from incidentflow.batching import Batcher
-from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.ticketing import store
 from services.ticketing.policy import open_ticket
@@ -53,7 +52,7 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
             ticket_id=ticket_id,
             ticket_fallback=fallback,
         )
-        await publish_event(runtime.broker, ticketed)
+        await runtime.events.publish(ticketed)
         log.info(
             "incident ticketed",
             extra={"incident_id": str(event.incident_id), "fallback": fallback},

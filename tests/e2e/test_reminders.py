@@ -19,6 +19,7 @@ import pytest
 
 from contracts.events import IncidentTicketed, ReminderRequested
 from contracts.topology import EVENTS, NOTIFIER_REMINDER
+from incidentflow.batched_events import event_bodies
 from incidentflow.stack import Stack
 from tests.conftest import free_port
 from tests.e2e.conftest import (
@@ -93,8 +94,9 @@ async def requests_for(queue: aio_pika.abc.AbstractQueue, wait: float) -> list[s
             time.sleep(0.2)
             continue
         await message.ack()
-        request = ReminderRequested.model_validate_json(message.body)
-        found[request.event_id] = str(request.incident_id)
+        for body in event_bodies(message.body, message.headers):
+            request = ReminderRequested.model_validate_json(body)
+            found[request.event_id] = str(request.incident_id)
     return list(found.values())
 
 

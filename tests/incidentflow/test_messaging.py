@@ -12,7 +12,6 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
-from prometheus_client import REGISTRY
 
 from contracts.events import Event
 from contracts.topology import DELIVERY_LIMIT, EVENTS, Route
@@ -25,11 +24,8 @@ from incidentflow.messaging import (
     make_broker,
     publish_delayed,
     publish_event,
-    publish_events,
     retry_backoff,
 )
-from incidentflow.metrics import instrument_broker_metrics
-from incidentflow.tracing import publish_context
 
 
 class ProbeEvent(Event):
@@ -165,54 +161,6 @@ class BatchProbe(ProbeEvent):
 
 class UnheardProbe(ProbeEvent):
     name = "test.unheard-probe"  # no queue is ever bound for it
-
-
-def published(destination: str, status: str) -> float:
-    labels = {"app_name": "batcher", "broker": "rabbitmq", "destination": destination}
-    return (
-        REGISTRY.get_sample_value(
-            "faststream_published_messages_total", {**labels, "status": status}
-        )
-        or 0.0
-    )
-
-
-async def test_events_published_together_are_confirmed_traced_and_counted_one_by_one(
-    rabbitmq_url: str,
-) -> None:
-    broker = make_broker(rabbitmq_url, prefetch=10)
-    instrument_broker_metrics(broker, "batcher")
-    await broker.connect()
-    queue = f"batch-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        declared = await broker.declare_queue(Route(queue, BatchProbe).queue)
-        await declared.bind(await broker.declare_exchange(EVENTS), BatchProbe.routing_key())
-        heard = f"{EVENTS.name}.{BatchProbe.routing_key()}"
-        unheard = f"{EVENTS.name}.{UnheardProbe.routing_key()}"
-        before = (published(heard, "success"), published(unheard, "error"))
-        events = [BatchProbe(incident_id=uuid.uuid4(), note=str(i)) for i in range(3)]
-        trace_id = uuid.uuid4().hex
-        with publish_context({"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}):
-            outcomes = await publish_events(
-                broker, [*events, UnheardProbe(incident_id=uuid.uuid4(), note="lost?")]
-            )
-        # Each outcome on its own: the unroutable one failed, the others were confirmed.
-        assert outcomes[:3] == [None, None, None]
-        assert outcomes[3] is not None
-        received = await drain(rabbitmq_url, declared.name, timeout=2)
-        assert sorted(m.message_id or "" for m in received) == sorted(
-            str(e.event_id) for e in events
-        )
-        for message in received:
-            assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-            assert message.type == BatchProbe.name
-            assert str((message.headers or {})["traceparent"]).startswith(f"00-{trace_id}-")
-            assert BatchProbe.model_validate_json(message.body) in events
-        # In FastStream's own publish series, as if each had gone through broker.publish.
-        assert published(heard, "success") == before[0] + 3
-        assert published(unheard, "error") == before[1] + 1
-    finally:
-        await broker.stop()
 
 
 class Unbuildable(Event):

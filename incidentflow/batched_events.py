@@ -1,0 +1,168 @@
+"""Batched events: many events of one kind in one broker message, each still handled, retried
+and dead-lettered on its own.
+
+A message costs the publisher, RabbitMQ and the consumer about 100 µs of CPU each on this
+project's machines (docs/performance.md), whatever its size. A busy producer (ticketing at
+load, a reminder tick) therefore sends what it has ready together, as one message; an idle one
+sends each event alone, as an ordinary message (incidentflow.messaging.publish_batch).
+
+Wire format: content type ``application/x-ndjson`` and the header ``x-incidentflow-batch``
+(how many events). The body holds two lines per event: a JSON object with the event's message
+id and its own headers (its trace context: events of different incidents belong to different
+traces), then the event's JSON exactly as a single message would carry it. Compact JSON has no
+raw newline, so the body splits without parsing the events, and each event is decoded once, by
+its subscriber, as if it had come alone.
+
+Consuming: ``BatchedEvents``, the outermost broker middleware, passes each event through the
+rest of the chain (trace context, metrics, delivery policy, handler) as a message of its own,
+concurrently. The delivery policy retries or dead-letters a failing event alone (it republishes
+that event's bytes), and the batch is acked once each event was handled or so parked. If one
+could not be parked (the broker refused the copy), the whole batch is handed back and its
+events handled again, which handlers allow: they are idempotent, as any redelivery requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from faststream import BaseMiddleware
+from faststream.exceptions import AckMessage, NackMessage
+from faststream.message import StreamMessage
+
+from contracts.events import Envelope
+
+if TYPE_CHECKING:
+    from faststream._internal.context.repository import ContextRepo
+
+log = logging.getLogger("incidentflow.messaging")
+
+BATCH_HEADER = "x-incidentflow-batch"
+BATCH_CONTENT_TYPE = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One event of a batch: what its message would have carried had it come alone."""
+
+    message_id: str
+    headers: dict[str, Any]
+    body: bytes
+
+
+def encode_batch(events: Sequence[tuple[Envelope, Mapping[str, str]]]) -> bytes:
+    """The body of a batch of ``(event, its own headers)``."""
+    lines: list[bytes] = []
+    for event, headers in events:
+        meta = {"message_id": str(event.event_id), "headers": dict(headers)}
+        lines.append(json.dumps(meta, separators=(",", ":")).encode())
+        lines.append(event.model_dump_json().encode())
+    return b"\n".join(lines)
+
+
+def decode_batch(body: bytes) -> list[Part]:
+    """The events of a batch body; ValueError if it is not one."""
+    lines = body.split(b"\n")
+    if len(lines) % 2:
+        raise ValueError("a batch has two lines per event")
+    parts: list[Part] = []
+    for meta_line, event_line in zip(lines[::2], lines[1::2], strict=True):
+        meta = json.loads(meta_line)
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(meta.get("message_id"), str)
+            or not isinstance(meta.get("headers"), dict)
+        ):
+            raise ValueError("a batch's event lines follow an object with message_id and headers")
+        parts.append(Part(meta["message_id"], meta["headers"], event_line))
+    return parts
+
+
+def is_batch(headers: Mapping[str, Any] | None) -> bool:
+    return BATCH_HEADER in (headers or {})
+
+
+def event_bodies(body: bytes, headers: Mapping[str, Any] | None) -> list[bytes]:
+    """The JSON of each event a message carries, batch or not (for readers of a queue)."""
+    return [part.body for part in decode_batch(body)] if is_batch(headers) else [body]
+
+
+class BatchedEvents(BaseMiddleware):
+    """Hands each event of a batch to the rest of the chain as a message of its own.
+
+    The broker's prefetch counts messages; ``slots`` bounds the events of batches handled at
+    once in this process (built by ``splitting``), so that a prefetch of 200 batches is not
+    10,000 handlers contending for one database pool.
+    """
+
+    def __init__(
+        self, msg: Any | None, /, *, context: ContextRepo, slots: asyncio.Semaphore
+    ) -> None:
+        super().__init__(msg, context=context)
+        self._slots = slots
+
+    @classmethod
+    def splitting(cls, events_in_flight: int) -> Callable[..., BatchedEvents]:
+        """The middleware to install: its instances (one per message) share one bound."""
+        return partial(cls, slots=asyncio.Semaphore(events_in_flight))
+
+    async def consume_scope(
+        self,
+        call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
+        msg: StreamMessage[Any],
+    ) -> Any:
+        if not is_batch(msg.headers):
+            return await call_next(msg)
+        try:
+            parts = decode_batch(msg.body)
+        except ValueError:
+            # Handled whole: its decoding fails, and the delivery policy dead-letters it
+            # with the reason.
+            return await call_next(msg)
+        outcomes = await asyncio.gather(
+            *(self._handle(call_next, msg, part) for part in parts), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome  # shutting down: the unacked batch comes back whole
+        unparked = [
+            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, AckMessage)
+        ]
+        if unparked:
+            log.warning(
+                "batch handed back: an event of it could be neither handled nor parked",
+                extra={
+                    "message_id": msg.message_id,
+                    "events": len(parts),
+                    "error": repr(unparked[0]),
+                },
+            )
+            raise NackMessage(requeue=True)
+        return None
+
+    async def _handle(
+        self,
+        call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
+        batch: StreamMessage[Any],
+        part: Part,
+    ) -> Any:
+        # A copy has its own decode cache (FastStream's StreamMessage.__copy__); raw_message
+        # stays the batch's, which only the acknowledgement middleware settles.
+        single = copy.copy(batch)
+        single.body = part.body
+        single.content_type = "application/json"
+        single.message_id = single.correlation_id = part.message_id
+        single.headers = {
+            **{k: v for k, v in batch.headers.items() if k != BATCH_HEADER},
+            **part.headers,
+        }
+        # What handlers ask for as their message (its headers: how many tries so far).
+        async with self._slots:
+            with self.context.scope("message", single):
+                return await call_next(single)

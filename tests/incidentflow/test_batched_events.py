@@ -1,0 +1,222 @@
+"""Batched events against a real RabbitMQ: one message on the wire, each event handled,
+traced, retried and dead-lettered on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from opentelemetry import trace
+from prometheus_client import REGISTRY
+
+from contracts.events import Event
+from contracts.topology import EVENTS, Route
+from incidentflow.batched_events import (
+    BATCH_CONTENT_TYPE,
+    BATCH_HEADER,
+    decode_batch,
+    encode_batch,
+)
+from incidentflow.messaging import (
+    RETRIES_HEADER,
+    BatchPublisher,
+    declare_routes,
+    make_broker,
+    publish_batch,
+)
+from incidentflow.metrics import instrument_messaging
+from incidentflow.tracing import traced
+from tests.incidentflow.test_messaging import drain, until
+
+
+class BatchedProbe(Event):
+    name = "test.batched-probe"
+    note: str
+
+
+class OtherProbe(Event):
+    name = "test.other-probe"
+    note: str
+
+
+def traceparent() -> tuple[str, str]:
+    trace_id = uuid.uuid4().hex
+    return trace_id, f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+
+
+def published(destination: str, status: str) -> float:
+    labels = {"app_name": "batches", "broker": "rabbitmq", "destination": destination}
+    sample = REGISTRY.get_sample_value(
+        "faststream_published_messages_total", {**labels, "status": status}
+    )
+    return sample or 0.0
+
+
+@pytest.fixture
+async def consuming(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
+    """A broker set up as ServiceRuntime sets up every service's."""
+    broker = make_broker(rabbitmq_url, prefetch=10)
+    instrument_messaging(broker, "batches", exporting=False, events_in_flight=50)
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
+
+async def bound_queue(broker: RabbitBroker) -> str:
+    """A queue of BatchedProbe with nobody consuming it: the test reads what arrived."""
+    route = Route(f"batches{uuid.uuid4().hex[:6]}", BatchedProbe)
+    declared = await broker.declare_queue(route.queue)
+    await declared.bind(await broker.declare_exchange(EVENTS), BatchedProbe.routing_key())
+    return declared.name
+
+
+async def test_a_batch_is_one_message_each_event_keeping_its_trace_context(
+    consuming: RabbitBroker, rabbitmq_url: str
+) -> None:
+    queue = await bound_queue(consuming)
+    destination = f"{EVENTS.name}.{BatchedProbe.routing_key()}"
+    before = published(destination, "success")
+    events = [BatchedProbe(incident_id=uuid.uuid4(), note=str(i)) for i in range(3)]
+    contexts = [traceparent() for _ in events]
+    await publish_batch(consuming, events, headers=[{"traceparent": tp} for _, tp in contexts])
+    await publish_batch(consuming, [events[0]], headers=[{"traceparent": contexts[0][1]}])
+
+    batch, single = await drain(rabbitmq_url, queue, timeout=1.5)
+    assert batch.content_type == BATCH_CONTENT_TYPE
+    assert (batch.headers or {})[BATCH_HEADER] == 3
+    assert batch.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert batch.type == BatchedProbe.name
+    parts = decode_batch(batch.body)
+    assert [BatchedProbe.model_validate_json(p.body) for p in parts] == events
+    assert [p.message_id for p in parts] == [str(e.event_id) for e in events]
+    assert [p.headers["traceparent"] for p in parts] == [tp for _, tp in contexts]
+    # One event goes as an ordinary message, as if published alone.
+    assert single.content_type == "application/json"
+    assert BATCH_HEADER not in (single.headers or {})
+    assert BatchedProbe.model_validate_json(single.body) == events[0]
+    assert (single.headers or {})["traceparent"] == contexts[0][1]
+    assert single.message_id == str(events[0].event_id)
+    # Counted per message, in FastStream's own series.
+    assert published(destination, "success") == before + 2
+
+    with pytest.raises(ValueError, match="one kind"):
+        await publish_batch(consuming, [events[0], OtherProbe(incident_id=uuid.uuid4(), note="")])
+    unheard = OtherProbe(incident_id=uuid.uuid4(), note="nobody listens")
+    errors = published(f"{EVENTS.name}.{OtherProbe.routing_key()}", "error")
+    with pytest.raises(Exception):  # noqa: B017 - aio-pika's DeliveryError on basic.return
+        await publish_batch(consuming, [unheard, unheard])
+    assert published(f"{EVENTS.name}.{OtherProbe.routing_key()}", "error") == errors + 1
+
+
+async def test_each_event_of_a_batch_is_handled_retried_and_dead_lettered_on_its_own(
+    consuming: RabbitBroker, rabbitmq_url: str
+) -> None:
+    route = Route(f"batches{uuid.uuid4().hex[:6]}", BatchedProbe)
+    await declare_routes(consuming, (route,))
+    handled: list[tuple[str, str, int]] = []
+    message_ids: dict[str, str] = {}
+
+    @consuming.subscriber(route.queue, route.source)
+    async def on_probe(event: BatchedProbe, message: RabbitMessage) -> None:
+        trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+        handled.append((event.note, trace_id, int(message.headers.get(RETRIES_HEADER, 0))))
+        # The handler's message is its event's, not the batch's.
+        message_ids[event.note] = message.message_id
+        if event.note == "flaky" and message.headers.get(RETRIES_HEADER) is None:
+            raise ConnectionError("database restarting")
+
+    await consuming.start()
+    events = [BatchedProbe(incident_id=uuid.uuid4(), note=n) for n in ("ok-1", "flaky", "ok-2")]
+    contexts = [traceparent() for _ in events]
+    body = encode_batch(
+        [(e, {"traceparent": tp}) for e, (_, tp) in zip(events, contexts, strict=True)]
+    )
+    # A poison event among them: the contract's incident_id is missing.
+    poison = json.dumps({"message_id": "poison", "headers": {}}).encode() + b'\n{"note":"x"}'
+    await consuming.publish(
+        body + b"\n" + poison,
+        exchange=EVENTS,
+        routing_key=route.routing_key,
+        headers={BATCH_HEADER: 4},
+        content_type=BATCH_CONTENT_TYPE,
+        persist=True,
+    )
+
+    await until(lambda: len(handled) >= 4)
+    traces = {note: trace_id for note, trace_id, _ in handled}
+    # Each event under its own incident's trace.
+    assert traces == {e.note: trace_id for e, (trace_id, _) in zip(events, contexts, strict=True)}
+    # The flaky one alone came back (through the delay queues, its retry counted); its
+    # batch-mates were handled once.
+    assert sorted((n, r) for n, _, r in handled) == [
+        ("flaky", 0),
+        ("flaky", 1),
+        ("ok-1", 0),
+        ("ok-2", 0),
+    ]
+    assert message_ids == {e.note: str(e.event_id) for e in events}
+    # The poison event alone in the dead-letter queue, with why.
+    dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1)
+    assert [m.body for m in dead] == [b'{"note":"x"}']
+    assert (dead[0].headers or {})["x-incidentflow-reason"] == "invalid-payload"
+    assert BATCH_HEADER not in (dead[0].headers or {})
+    assert dead[0].message_id == "poison"
+    await asyncio.sleep(0.5)
+    assert len(handled) == 4
+
+
+async def test_a_malformed_batch_is_dead_lettered_whole_with_the_reason(
+    consuming: RabbitBroker, rabbitmq_url: str
+) -> None:
+    route = Route(f"batches{uuid.uuid4().hex[:6]}", BatchedProbe)
+    await declare_routes(consuming, (route,))
+    handled: list[BatchedProbe] = []
+
+    @consuming.subscriber(route.queue, route.source)
+    async def on_probe(event: BatchedProbe) -> None:
+        handled.append(event)
+
+    await consuming.start()
+    await consuming.publish(
+        b"three\nodd\nlines",
+        exchange=EVENTS,
+        routing_key=route.routing_key,
+        headers={BATCH_HEADER: 2},
+        content_type=BATCH_CONTENT_TYPE,
+        persist=True,
+    )
+    dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=2)
+    assert [m.body for m in dead] == [b"three\nodd\nlines"]
+    assert (dead[0].headers or {})["x-incidentflow-reason"] == "invalid-payload"
+    assert handled == []
+
+
+async def test_events_published_at_the_same_moment_share_messages_and_keep_their_traces(
+    consuming: RabbitBroker, rabbitmq_url: str
+) -> None:
+    queue = await bound_queue(consuming)
+    publisher = BatchPublisher(consuming)
+    events = [BatchedProbe(incident_id=uuid.uuid4(), note=str(i)) for i in range(20)]
+    contexts = [traceparent() for _ in events]
+    await asyncio.gather(
+        *(
+            traced({"traceparent": tp}, publisher.publish(e))
+            for e, (_, tp) in zip(events, contexts, strict=True)
+        )
+    )
+    received = await drain(rabbitmq_url, queue, timeout=1.5)
+    # All were handed over in the same turn of the loop: one message carries them.
+    [batch] = received
+    parts = decode_batch(batch.body)
+    arrived = {BatchedProbe.model_validate_json(p.body).note: p.headers for p in parts}
+    assert {note: h["traceparent"] for note, h in arrived.items()} == {
+        e.note: tp for e, (_, tp) in zip(events, contexts, strict=True)
+    }

@@ -39,7 +39,7 @@ from contracts.topology import (
 )
 from incidentflow.batched_events import BATCH_CONTENT_TYPE, BATCH_HEADER, encode_batch
 from incidentflow.batching import Batcher
-from incidentflow.metrics import record_publishes
+from incidentflow.metrics import record_publish
 from incidentflow.privacy import mask_text
 
 log = logging.getLogger("incidentflow.messaging")
@@ -320,7 +320,7 @@ async def publish_batch(
         raise
     finally:
         destination = f"{exchange.name}.{first.routing_key()}"
-        record_publishes(broker, [(destination, error)], time.perf_counter() - start)
+        record_publish(broker, destination, error, time.perf_counter() - start, len(events))
 
 
 class BatchPublisher:

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,12 @@ NOTIFICATIONS = Counter(
     f"{PREFIX}_notifications_total",
     "Notification outcomes: sent, logged (no provider configured), queued (retry), failed.",
     ["channel", "kind", "status"],
+)
+PUBLISHED_BATCH_EVENTS = Histogram(
+    f"{PREFIX}_published_batch_events",
+    "Events per message published by incidentflow.messaging.publish_batch (1: sent alone).",
+    ["destination"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 REMINDER_LATENESS = Histogram(
     f"{PREFIX}_reminder_lateness_seconds",
@@ -204,21 +210,24 @@ def instrument_messaging(
     _PUBLISH_METRICS[broker] = prometheus._metrics_manager
 
 
-def record_publishes(
-    broker: RabbitBroker, outcomes: Sequence[tuple[str, BaseException | None]], seconds: float
+def record_publish(
+    broker: RabbitBroker,
+    destination: str,
+    error: BaseException | None,
+    seconds: float,
+    events: int,
 ) -> None:
-    """Count publishes made together outside FastStream's publish path as FastStream would
-    (``faststream_published_messages_*``): (destination, error or None) each, every one having
-    waited ``seconds`` for its confirm."""
+    """Count a publish made outside FastStream's publish path as FastStream would
+    (``faststream_published_messages_*``), and how many events the message carried."""
+    PUBLISHED_BATCH_EVENTS.labels(destination=destination).observe(events)
     manager = _PUBLISH_METRICS.get(broker)
     if manager is None:
         return
-    for destination, error in outcomes:
-        manager.observe_published_message_duration(seconds, "rabbitmq", destination)
-        if error is not None:
-            manager.add_published_message_exception("rabbitmq", destination, type(error).__name__)
-        status = PublishingStatus.error if error else PublishingStatus.success
-        manager.add_published_message("rabbitmq", destination, status)
+    manager.observe_published_message_duration(seconds, "rabbitmq", destination)
+    if error is not None:
+        manager.add_published_message_exception("rabbitmq", destination, type(error).__name__)
+    status = PublishingStatus.error if error else PublishingStatus.success
+    manager.add_published_message("rabbitmq", destination, status)
 
 
 async def refresh_queue_depths(broker: RabbitBroker, routes: tuple[Route, ...]) -> None:

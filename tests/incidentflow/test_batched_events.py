@@ -58,6 +58,14 @@ def published(destination: str, status: str) -> float:
     return sample or 0.0
 
 
+def batch_events(destination: str) -> tuple[float, float]:
+    """(messages, events) observed by incidentflow_published_batch_events."""
+    labels = {"destination": destination}
+    count = REGISTRY.get_sample_value("incidentflow_published_batch_events_count", labels)
+    total = REGISTRY.get_sample_value("incidentflow_published_batch_events_sum", labels)
+    return count or 0.0, total or 0.0
+
+
 @pytest.fixture
 async def consuming(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
     """A broker set up as ServiceRuntime sets up every service's."""
@@ -84,6 +92,7 @@ async def test_a_batch_is_one_message_each_event_keeping_its_trace_context(
     queue = await bound_queue(consuming)
     destination = f"{EVENTS.name}.{BatchedProbe.routing_key()}"
     before = published(destination, "success")
+    events_before = batch_events(destination)
     events = [BatchedProbe(incident_id=uuid.uuid4(), note=str(i)) for i in range(3)]
     contexts = [traceparent() for _ in events]
     await publish_batch(consuming, events, headers=[{"traceparent": tp} for _, tp in contexts])
@@ -104,8 +113,9 @@ async def test_a_batch_is_one_message_each_event_keeping_its_trace_context(
     assert BatchedProbe.model_validate_json(single.body) == events[0]
     assert (single.headers or {})["traceparent"] == contexts[0][1]
     assert single.message_id == str(events[0].event_id)
-    # Counted per message, in FastStream's own series.
+    # Counted per message, in FastStream's own series, and how many events each carried.
     assert published(destination, "success") == before + 2
+    assert batch_events(destination) == (events_before[0] + 2, events_before[1] + 3 + 1)
 
     with pytest.raises(ValueError, match="one kind"):
         await publish_batch(consuming, [events[0], OtherProbe(incident_id=uuid.uuid4(), note="")])

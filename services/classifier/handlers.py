@@ -6,7 +6,6 @@ import logging
 
 from contracts.events import IncidentClassified, IncidentScored, derived_event_id
 from contracts.topology import CLASSIFIER_SCORED
-from incidentflow.messaging import publish_event
 from incidentflow.metrics import record_classification
 from incidentflow.service import ServiceRuntime
 from services.classifier import store
@@ -32,7 +31,7 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
             classifier_model=result.model,
             needs_review=needs_review,
         )
-        await publish_event(runtime.broker, classified)
+        await runtime.events.publish(classified)
         # Observability: counted once the classification is published, as the pipeline sees it.
         record_classification(result.category, result.model, result.confidence)
         log.info(

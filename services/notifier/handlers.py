@@ -14,7 +14,7 @@ from contracts.events import (
 )
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
-from incidentflow.messaging import is_last_delivery, publish_event
+from incidentflow.messaging import is_last_delivery
 from incidentflow.service import ServiceRuntime
 from services.notifier import store
 from services.notifier.compose import IncidentView, channels_for
@@ -50,7 +50,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             channels=reached,
             trace=event.trace,
         )
-        await publish_event(runtime.broker, acknowledged)
+        await runtime.events.publish(acknowledged)
         log.info("incident acknowledged", extra={"incident_id": str(event.incident_id)})
 
     @runtime.broker.subscriber(NOTIFIER_REMINDER.queue, NOTIFIER_REMINDER.source)

@@ -6,7 +6,6 @@ import logging
 
 from contracts.events import IncidentReceived, IncidentScored, derived_event_id
 from contracts.topology import SENTIMENT_RECEIVED
-from incidentflow.messaging import publish_event
 from incidentflow.service import ServiceRuntime
 from services.sentiment import store
 from services.sentiment.score import SentimentScorer
@@ -27,7 +26,7 @@ def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
             sentiment=score.sentiment,
             polarity=score.polarity,
         )
-        await publish_event(runtime.broker, scored)
+        await runtime.events.publish(scored)
         log.info(
             "incident scored",
             extra={"incident_id": str(event.incident_id), "sentiment": score.sentiment},

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from contracts.events import Event, IncidentTicketed
-from incidentflow.messaging import make_broker, publish_event
+from incidentflow.messaging import make_broker, publish_batch, publish_event
 from incidentflow.sandbox import own_vhost
 from incidentflow.stack import REPO_ROOT, SERVICES, Stack
 from tests.conftest import RABBITMQ_URL, free_port, free_port_block
@@ -216,12 +216,16 @@ async def insert_ticketed_incident(database_url: str, **fields: Any) -> Incident
     return event
 
 
-async def publish(rabbitmq_url: str, *events: Event) -> None:
-    """Publish as a service would (confirms, persistent), from a short-lived connection."""
+async def publish(rabbitmq_url: str, *events: Event, batched: bool = False) -> None:
+    """Publish as a service would (confirms, persistent), from a short-lived connection: one
+    message each, or all in one batched message."""
     broker = make_broker(rabbitmq_url, prefetch=1)
     await broker.connect()
     try:
-        for event in events:
-            await publish_event(broker, event)
+        if batched:
+            await publish_batch(broker, events)
+        else:
+            for event in events:
+                await publish_event(broker, event)
     finally:
         await broker.stop()

@@ -148,6 +148,30 @@ async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_t
     assert await reminder_state(database_url, event.incident_id) == "requested"
 
 
+async def test_a_batch_of_ticketed_incidents_gets_one_follow_up_each_despite_a_bad_one(
+    isolated_rabbitmq_url: str,
+    database_url: str,
+    tmp_path: Path,
+    requests_queue: aio_pika.abc.AbstractQueue,
+) -> None:
+    """incident.ticketed as ticketing sends it at load: several in one message. An event the
+    service cannot handle (its incident is not in the database) waits for its retry alone."""
+    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
+    service.start()
+    try:
+        events = [await new_incident(database_url) for _ in range(3)]
+        unknown = events[0].model_copy(update={"incident_id": uuid.uuid4(), "event_id": uuid.uuid4()})
+        await publish(isolated_rabbitmq_url, *events, unknown, batched=True)
+        await wait_scheduled(database_url, *events)
+        arrived = await requests_for(requests_queue, wait=DELAY + 3)
+    finally:
+        service.kill(signal.SIGTERM)
+    assert sorted(arrived) == sorted(str(e.incident_id) for e in events)
+    assert await reminder_state(database_url, unknown.incident_id) is None
+    log = (tmp_path / "reminder.log").read_text()
+    assert "handler failed, will retry" in log and str(unknown.event_id) in log
+
+
 async def test_sweep_fires_a_reminder_the_broker_lost(
     isolated_rabbitmq_url: str,
     database_url: str,

@@ -38,7 +38,6 @@ from contracts.topology import (
     retry_routing_key,
 )
 from incidentflow.batched_events import BATCH_CONTENT_TYPE, BATCH_HEADER, encode_batch
-from incidentflow.batching import Batcher
 from incidentflow.metrics import record_publish
 from incidentflow.privacy import mask_text
 
@@ -323,12 +322,17 @@ async def publish_batch(
         record_publish(broker, destination, error, time.perf_counter() - start, len(events))
 
 
+# An event to publish, its own headers, and its caller's wait for the confirm.
+_Pending = tuple[Envelope, dict[str, str], asyncio.Future[None]]
+
+
 class BatchPublisher:
     """``await publish(event)`` returns once the broker confirmed the event.
 
-    What concurrent handlers publish while an earlier batch is in flight goes together, one
-    message per kind (a Batcher: no timer, so a quiet service publishes each event at once,
-    as an ordinary message). Each event keeps its own trace context.
+    What handlers publish in the same turn of the event loop goes together, one message per
+    kind: handlers woken by one group commit (incidentflow.batching) or one batch of input
+    publish together, with no timer and no wait for an earlier batch's confirm, so a quiet
+    service still sends each event at once, alone. Each event keeps its own trace context.
     """
 
     def __init__(
@@ -336,34 +340,68 @@ class BatchPublisher:
     ) -> None:
         self._broker = broker
         self._exchange = exchange
-        self._batches: Batcher[tuple[Envelope, dict[str, str]], None] = Batcher(
-            self._flush, max_size
-        )
+        self._max_size = max_size
+        self._pending: list[_Pending] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def publish(self, event: Envelope) -> None:
         headers: dict[str, str] = {}
         propagate.inject(headers)
-        await self._batches.submit((event, headers))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((event, headers, future))
+        if len(self._pending) == 1:
+            # After the callbacks of this turn: the handlers woken with this one add theirs.
+            loop.call_soon(self._send_pending)
+        # Shielded: a cancelled caller's event may be in flight already; only its wait ends.
+        await asyncio.shield(future)
 
-    async def _flush(self, items: Sequence[tuple[Envelope, dict[str, str]]]) -> list[None]:
-        kinds: dict[str, list[tuple[Envelope, dict[str, str]]]] = {}
-        for item in items:
+    def _send_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        kinds: dict[str, list[_Pending]] = {}
+        for item in pending:
             kinds.setdefault(item[0].routing_key(), []).append(item)
-        # A failure fails the flush, and the Batcher publishes its events one by one: each
-        # caller gets its own event's outcome (and a kind that did go out goes twice, which
-        # consumers allow, as with any redelivery).
-        await asyncio.gather(
-            *(
-                publish_batch(
-                    self._broker,
-                    [event for event, _ in group],
-                    headers=[headers for _, headers in group],
-                    exchange=self._exchange,
-                )
-                for group in kinds.values()
+        for group in kinds.values():
+            for start in range(0, len(group), self._max_size):
+                task = asyncio.create_task(self._send(group[start : start + self._max_size]))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+    async def _send(self, items: list[_Pending]) -> None:
+        try:
+            await publish_batch(
+                self._broker,
+                [event for event, _, _ in items],
+                headers=[headers for _, headers, _ in items],
+                exchange=self._exchange,
             )
-        )
-        return [None] * len(items)
+        except Exception as exc:
+            if len(items) == 1:
+                _settle(items[0][2], exc)
+                return
+            # Each caller gets its own event's outcome (an event of the failed batch may have
+            # reached the broker and now goes twice, which consumers allow, as redeliveries).
+            log.warning(
+                "batch publish failed, publishing its events one by one",
+                extra={"events": len(items), "error": repr(exc)},
+            )
+            await asyncio.gather(*(self._send([item]) for item in items))
+            return
+        except BaseException as exc:  # cancelled: shutting down
+            for _, _, future in items:
+                _settle(future, exc)
+            raise
+        for _, _, future in items:
+            _settle(future, None)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 async def publish_delayed(broker: RabbitBroker, event: Envelope, delay_seconds: float) -> None:

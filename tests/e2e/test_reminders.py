@@ -160,7 +160,9 @@ async def test_a_batch_of_ticketed_incidents_gets_one_follow_up_each_despite_a_b
     service.start()
     try:
         events = [await new_incident(database_url) for _ in range(3)]
-        unknown = events[0].model_copy(update={"incident_id": uuid.uuid4(), "event_id": uuid.uuid4()})
+        unknown = events[0].model_copy(
+            update={"incident_id": uuid.uuid4(), "event_id": uuid.uuid4()}
+        )
         await publish(isolated_rabbitmq_url, *events, unknown, batched=True)
         await wait_scheduled(database_url, *events)
         arrived = await requests_for(requests_queue, wait=DELAY + 3)

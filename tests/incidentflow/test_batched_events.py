@@ -230,3 +230,20 @@ async def test_events_published_at_the_same_moment_share_messages_and_keep_their
     assert {note: h["traceparent"] for note, h in arrived.items()} == {
         e.note: tp for e, (_, tp) in zip(events, contexts, strict=True)
     }
+
+
+async def test_each_caller_hears_of_its_own_event_when_a_batch_publish_fails(
+    consuming: RabbitBroker, rabbitmq_url: str
+) -> None:
+    queue = await bound_queue(consuming)
+    publisher = BatchPublisher(consuming)
+    heard = BatchedProbe(incident_id=uuid.uuid4(), note="heard")
+    unheard = [OtherProbe(incident_id=uuid.uuid4(), note=str(i)) for i in range(2)]
+    outcomes = await asyncio.gather(
+        publisher.publish(heard), *(publisher.publish(e) for e in unheard), return_exceptions=True
+    )
+    # One message per kind; the unroutable batch failed, then each of its events alone.
+    assert outcomes[0] is None
+    assert all(isinstance(o, Exception) for o in outcomes[1:])
+    [message] = await drain(rabbitmq_url, queue, timeout=1)
+    assert BatchedProbe.model_validate_json(message.body) == heard

@@ -13,12 +13,13 @@ traces), then the event's JSON exactly as a single message would carry it. Compa
 raw newline, so the body splits without parsing the events, and each event is decoded once, by
 its subscriber, as if it had come alone.
 
-Consuming: ``BatchedEvents``, the outermost broker middleware, passes each event through the
-rest of the chain (trace context, metrics, delivery policy, handler) as a message of its own,
-concurrently. The delivery policy retries or dead-letters a failing event alone (it republishes
-that event's bytes), and the batch is acked once each event was handled or so parked. If one
-could not be parked (the broker refused the copy), the whole batch is handed back and its
-events handled again, which handlers allow: they are idempotent, as any redelivery requires.
+Consuming: ``BatchedEvents``, a broker middleware inside FastStream's message metrics only
+(incidentflow.metrics.instrument_messaging), passes each event through the rest of the chain
+(trace context, step timer, delivery policy, handler) as a message of its own, concurrently.
+The delivery policy retries or dead-letters a failing event alone (it republishes that event's
+bytes), and the batch is acked once each event was handled or so parked. If one could not be
+parked (the broker refused the copy), the whole batch is handed back and its events handled
+again, which handlers allow: they are idempotent, as any redelivery requires.
 """
 
 from __future__ import annotations

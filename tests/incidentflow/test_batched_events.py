@@ -66,11 +66,14 @@ def batch_events(destination: str) -> tuple[float, float]:
     return count or 0.0, total or 0.0
 
 
-@pytest.fixture
-async def consuming(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
-    """A broker set up as ServiceRuntime sets up every service's."""
+@pytest.fixture(params=[False, True], ids=["context-only", "spans"])
+async def consuming(
+    rabbitmq_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RabbitBroker]:
+    """A broker set up as ServiceRuntime sets up every service's, without or with an exporter
+    configured (FastStream's telemetry middleware, making a span per event)."""
     broker = make_broker(rabbitmq_url, prefetch=10)
-    instrument_messaging(broker, "batches", exporting=False, events_in_flight=50)
+    instrument_messaging(broker, "batches", exporting=request.param, events_in_flight=50)
     await broker.connect()
     try:
         yield broker

@@ -126,9 +126,18 @@ class BatchedEvents(BaseMiddleware):
             # Handled whole: its decoding fails, and the delivery policy dead-letters it
             # with the reason.
             return await call_next(msg)
-        outcomes = await asyncio.gather(
-            *(self._handle(call_next, msg, part) for part in parts), return_exceptions=True
-        )
+        # A slot before each event's task: the waiting is one coroutine per batch, not a
+        # task per event (thousands of waiters cost more CPU than the handlers).
+        handling: list[asyncio.Task[Any]] = []
+        try:
+            for part in parts:
+                await self._slots.acquire()
+                handling.append(asyncio.create_task(self._handle(call_next, msg, part)))
+        except BaseException:
+            for task in handling:
+                task.cancel()
+            raise
+        outcomes = await asyncio.gather(*handling, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome  # shutting down: the unacked batch comes back whole
@@ -163,7 +172,9 @@ class BatchedEvents(BaseMiddleware):
             **{k: v for k, v in batch.headers.items() if k != BATCH_HEADER},
             **part.headers,
         }
-        # What handlers ask for as their message (its headers: how many tries so far).
-        async with self._slots:
+        try:
+            # What handlers ask for as their message (its headers: how many tries so far).
             with self.context.scope("message", single):
                 return await call_next(single)
+        finally:
+            self._slots.release()  # taken for it by consume_scope

@@ -38,7 +38,7 @@ from contracts.topology import (
     retry_routing_key,
 )
 from incidentflow.batched_events import BATCH_CONTENT_TYPE, BATCH_HEADER, encode_batch
-from incidentflow.metrics import record_publish
+from incidentflow.metrics import record_failed_delivery, record_publish
 from incidentflow.privacy import mask_text
 
 log = logging.getLogger("incidentflow.messaging")
@@ -118,6 +118,7 @@ class DeliveryPolicy(BaseMiddleware):
             },
         )
         queue = self._queue_name()
+        record_failed_delivery(queue, "retried")
         if queue is not None and await self._republish(
             msg,
             exchange=DelayLevels.entry_exchange(delay),
@@ -136,6 +137,7 @@ class DeliveryPolicy(BaseMiddleware):
         """Put a copy carrying why into the message's DLQ and ack the original; a bare reject
         (the broker's own dead-lettering) only when that copy cannot be made."""
         queue = self._queue_name()
+        record_failed_delivery(queue, "dead-lettered")
         if queue is not None and await self._republish(
             msg,
             exchange=DEAD_LETTERS,

@@ -84,6 +84,13 @@ NOTIFICATIONS = Counter(
     "Notification outcomes: sent, logged (no provider configured), queued (retry), failed.",
     ["channel", "kind", "status"],
 )
+FAILED_DELIVERIES = Counter(
+    f"{PREFIX}_failed_deliveries",
+    "Events whose handling failed, by what became of them: retried (through the delay "
+    "queues) or dead-lettered. FastStream counts those messages as acked: the delivery "
+    "policy acks a message once its copy is parked.",
+    ["service", "step", "outcome"],
+)
 PUBLISHED_BATCH_EVENTS = Histogram(
     f"{PREFIX}_published_batch_events",
     "Events per message published by incidentflow.messaging.publish_batch (1: sent alone).",
@@ -208,6 +215,12 @@ def instrument_messaging(
     # in its series; the version is pinned, and tests/incidentflow/test_messaging.py
     # fails if this stops counting.
     _PUBLISH_METRICS[broker] = prometheus._metrics_manager
+
+
+def record_failed_delivery(queue: str | None, outcome: str) -> None:
+    """One event whose handling failed on ``queue``: ``retried`` or ``dead-lettered``."""
+    service, _, step = (queue or "unknown.unknown").partition(".")
+    FAILED_DELIVERIES.labels(service=service, step=step, outcome=outcome).inc()
 
 
 def record_publish(

@@ -58,6 +58,12 @@ def published(destination: str, status: str) -> float:
     return sample or 0.0
 
 
+def failed(route: Route, outcome: str) -> float:
+    service, _, step = route.queue_name.partition(".")
+    labels = {"service": service, "step": step, "outcome": outcome}
+    return REGISTRY.get_sample_value("incidentflow_failed_deliveries_total", labels) or 0.0
+
+
 def batch_events(destination: str) -> tuple[float, float]:
     """(messages, events) observed by incidentflow_published_batch_events."""
     labels = {"destination": destination}
@@ -176,6 +182,8 @@ async def test_each_event_of_a_batch_is_handled_retried_and_dead_lettered_on_its
         ("ok-2", 0),
     ]
     assert message_ids == {e.note: str(e.event_id) for e in events}
+    # Counted per event, where the alert on failing deliveries reads them.
+    assert (failed(route, "retried"), failed(route, "dead-lettered")) == (1, 1)
     # The poison event alone in the dead-letter queue, with why.
     dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1)
     assert [m.body for m in dead] == [b'{"note":"x"}']

@@ -276,10 +276,9 @@ if __name__ == "__main__":
     parser.add_argument("--publishers", type=int, default=500)
     # Two, as the production overlay runs the reminder service (deploy/k8s/overlays/prod).
     parser.add_argument("--replicas", type=int, default=2, help="reminder service processes")
-    # What ticketing sends together at thousands of incidents a second (docs/performance.md);
-    # --batch 1 is one message per event.
-    parser.add_argument(
-        "--batch", type=int, default=20, help="incident.ticketed events per message"
-    )
+    # What ticketing sends per message working through a backlog, measured by
+    # scripts/probe_ticketing_batches.py (4.1; docs/performance.md); --batch 1 is one message
+    # per event.
+    parser.add_argument("--batch", type=int, default=4, help="incident.ticketed events per message")
     args = parser.parse_args()
     main(args.count, args.delay, args.publishers, args.replicas, args.batch)

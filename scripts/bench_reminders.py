@@ -88,6 +88,38 @@ def bench_ticketed(incident_id: uuid.UUID, created_at: datetime) -> IncidentTick
     )
 
 
+def bench_message(events: list[IncidentTicketed]) -> aio_pika.Message:
+    """``events`` in one message, framed as ticketing frames what its handlers publish
+    together (one event: an ordinary message)."""
+    batched = len(events) > 1
+    return aio_pika.Message(
+        encode_batch([(e, {}) for e in events])
+        if batched
+        else events[0].model_dump_json().encode(),
+        headers={BATCH_HEADER: len(events)} if batched else None,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type=BATCH_CONTENT_TYPE if batched else "application/json",
+        message_id=str(events[0].event_id),
+    )
+
+
+async def insert_bench_incidents(
+    database: str, ids: list[uuid.UUID], created_at: datetime, *, ticketed: bool
+) -> None:
+    """The open incidents the benchmarks' events are about, already ticketed or not yet."""
+    columns = ["id", "customer_id", "channel", "message", "email", "created_at"]
+    record = ("bench", "email", "charged twice", "b@example.com", created_at)
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.copy_records_to_table(
+            "incidents",
+            records=[(i, *record, *(("TKT-bench",) if ticketed else ())) for i in ids],
+            columns=[*columns, *(["ticket_id"] if ticketed else [])],
+        )
+    finally:
+        await conn.close()
+
+
 def ready(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200
@@ -171,27 +203,7 @@ async def bench(
 
         ids = [uuid.uuid4() for _ in range(count)]
         created: dict[uuid.UUID, datetime] = {}
-        conn = await asyncpg.connect(database)
-        try:
-            now = datetime.now(UTC)
-            await conn.copy_records_to_table(
-                "incidents",
-                records=[
-                    (i, "bench", "email", "charged twice", "b@example.com", now, "TKT-bench")
-                    for i in ids
-                ],
-                columns=[
-                    "id",
-                    "customer_id",
-                    "channel",
-                    "message",
-                    "email",
-                    "created_at",
-                    "ticket_id",
-                ],
-            )
-        finally:
-            await conn.close()
+        await insert_bench_incidents(database, ids, datetime.now(UTC), ticketed=True)
         await requests.consume(on_request)
 
         peak_memory = broker_memory_mb()
@@ -203,20 +215,7 @@ async def bench(
                 now = datetime.now(UTC)
                 events = [bench_ticketed(i, now) for i in chunk]
                 created.update(dict.fromkeys(chunk, now))
-                # Framed as ticketing frames what its handlers publish together.
-                batched = len(events) > 1
-                await exchange.publish(
-                    aio_pika.Message(
-                        encode_batch([(e, {}) for e in events])
-                        if batched
-                        else events[0].model_dump_json().encode(),
-                        headers={BATCH_HEADER: len(events)} if batched else None,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        content_type=BATCH_CONTENT_TYPE if batched else "application/json",
-                        message_id=str(events[0].event_id),
-                    ),
-                    routing_key=events[0].routing_key(),
-                )
+                await exchange.publish(bench_message(events), routing_key=events[0].routing_key())
 
         await asyncio.gather(*(publish(ids[i : i + batch]) for i in range(0, count, batch)))
         published_s = time.monotonic() - started

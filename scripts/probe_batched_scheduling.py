@@ -20,7 +20,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -30,11 +29,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_broker import broker_cpu_s, own_cpu_s  # noqa: E402
-from bench_reminders import bench_ticketed  # noqa: E402
+from bench_reminders import bench_message, bench_ticketed, insert_bench_incidents  # noqa: E402
 
 from contracts.events import IncidentTicketed  # noqa: E402
 from contracts.topology import EVENTS, REMINDER_DUE, REMINDER_TICKETED  # noqa: E402
-from incidentflow.batched_events import BATCH_HEADER, encode_batch  # noqa: E402
 from incidentflow.db import migrate  # noqa: E402
 from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
 from incidentflow.service import ServiceRuntime  # noqa: E402
@@ -55,38 +53,20 @@ async def prepublish(amqp: str, events: list[IncidentTicketed], batch: int) -> N
     await single.bind(exchange, REMINDER_TICKETED.routing_key)
     in_flight = asyncio.Semaphore(200)
 
-    async def publish(body: bytes, headers: dict[str, Any]) -> None:
+    async def publish(chunk: list[IncidentTicketed]) -> None:
         async with in_flight:
-            message = aio_pika.Message(
-                body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-            )
-            await exchange.publish(message, routing_key=REMINDER_TICKETED.routing_key)
+            await exchange.publish(bench_message(chunk), routing_key=REMINDER_TICKETED.routing_key)
 
-    chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
-    await asyncio.gather(
-        *(
-            publish(
-                encode_batch([(e, {}) for e in chunk])
-                if len(chunk) > 1
-                else chunk[0].model_dump_json().encode(),
-                {BATCH_HEADER: len(chunk)} if len(chunk) > 1 else {},
-            )
-            for chunk in chunks
-        )
-    )
+    await asyncio.gather(*(publish(events[i : i + batch]) for i in range(0, len(events), batch)))
     await connection.close()
 
 
 async def probe(amqp: str, database: str, count: int, batch: int) -> None:
     await migrate(database)
     ids = [uuid.uuid4() for _ in range(count)]
-    conn = await asyncpg.connect(database)
     now = datetime.now(UTC)
-    await conn.copy_records_to_table(
-        "incidents",
-        records=[(i, "bench", "email", "m", "b@example.com", now, "TKT-bench") for i in ids],
-        columns=["id", "customer_id", "channel", "message", "email", "created_at", "ticket_id"],
-    )
+    await insert_bench_incidents(database, ids, now, ticketed=True)
+    conn = await asyncpg.connect(database)
     await prepublish(amqp, [bench_ticketed(i, now) for i in ids], batch)
     # The settings read the environment (their fields have aliases).
     os.environ.update(RABBITMQ_URL=amqp, DATABASE_URL=database, DB_POOL_SIZE="20")

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_reminders import bench_ticketed, ready  # noqa: E402
+from bench_reminders import bench_ticketed, insert_bench_incidents, ready  # noqa: E402
 
 from contracts.events import IncidentClassified, IncidentTicketed  # noqa: E402
 from contracts.topology import EVENTS, TICKETING_CLASSIFIED  # noqa: E402
@@ -48,15 +48,7 @@ async def prepare(amqp: str, database: str, count: int) -> None:
     await migrate(database)
     ids = [uuid.uuid4() for _ in range(count)]
     now = datetime.now(UTC)
-    conn = await asyncpg.connect(database)
-    try:
-        await conn.copy_records_to_table(
-            "incidents",
-            records=[(i, "bench", "email", "charged twice", "b@example.com", now) for i in ids],
-            columns=["id", "customer_id", "channel", "message", "email", "created_at"],
-        )
-    finally:
-        await conn.close()
+    await insert_bench_incidents(database, ids, now, ticketed=False)
     connection = await aio_pika.connect(amqp)
     try:
         channel = await connection.channel(publisher_confirms=True)

@@ -20,6 +20,13 @@ The delivery policy retries or dead-letters a failing event alone (it republishe
 bytes), and the batch is acked once each event was handled or so parked. If one could not be
 parked (the broker refused the copy), the whole batch is handed back and its events handled
 again, which handlers allow: they are idempotent, as any redelivery requires.
+
+Whole batches: a subscriber may also have a handler for all the events of a batch at once
+(``WholeBatch``, registered with ``ServiceRuntime.handle_batches``), for steps whose work is
+one write per event and no event of their own to publish (the reminder service recording
+follow-ups). A batch whose events all decode goes to it in one call, past the per-event chain
+(about 100 µs of CPU per event, docs/performance.md); if it decodes or is handled only in part,
+it goes the per-event way instead, and each event is retried or dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from faststream import BaseMiddleware
 from faststream.exceptions import AckMessage, NackMessage
 from faststream.message import StreamMessage
+from pydantic import ValidationError
 
 from contracts.events import Envelope
 
@@ -55,6 +63,15 @@ class Part:
     message_id: str
     headers: dict[str, Any]
     body: bytes
+
+
+@dataclass(frozen=True)
+class WholeBatch:
+    """A subscriber's handler for all the events of a batch in one call; ``model`` decodes
+    each, as the subscriber's own handler would."""
+
+    model: type[Envelope]
+    handle: Callable[[list[Any]], Awaitable[None]]
 
 
 def encode_batch(events: Sequence[tuple[Envelope, Mapping[str, str]]]) -> bytes:
@@ -103,15 +120,28 @@ class BatchedEvents(BaseMiddleware):
     """
 
     def __init__(
-        self, msg: Any | None, /, *, context: ContextRepo, slots: asyncio.Semaphore
+        self,
+        msg: Any | None,
+        /,
+        *,
+        context: ContextRepo,
+        slots: asyncio.Semaphore,
+        whole: Mapping[str, WholeBatch],
     ) -> None:
         super().__init__(msg, context=context)
         self._slots = slots
+        self._whole = whole
 
     @classmethod
-    def splitting(cls, events_in_flight: int) -> Callable[..., BatchedEvents]:
-        """The middleware to install: its instances (one per message) share one bound."""
-        return partial(cls, slots=asyncio.Semaphore(events_in_flight))
+    def splitting(
+        cls, events_in_flight: int, whole: Mapping[str, WholeBatch] | None = None
+    ) -> Callable[..., BatchedEvents]:
+        """The middleware to install: its instances (one per message) share one bound, and
+        ``whole``, the whole-batch handlers by queue name (filled in as services register
+        them)."""
+        return partial(
+            cls, slots=asyncio.Semaphore(events_in_flight), whole={} if whole is None else whole
+        )
 
     async def consume_scope(
         self,
@@ -126,6 +156,9 @@ class BatchedEvents(BaseMiddleware):
             # Handled whole: its decoding fails, and the delivery policy dead-letters it
             # with the reason.
             return await call_next(msg)
+        whole = self._whole.get(self._queue_name() or "")
+        if whole is not None and await self._handled_whole(whole, msg, parts):
+            return None
         # A slot before each event's task: the waiting is one coroutine per batch, not a
         # task per event (thousands of waiters cost more CPU than the handlers).
         handling: list[asyncio.Task[Any]] = []
@@ -155,6 +188,37 @@ class BatchedEvents(BaseMiddleware):
             )
             raise NackMessage(requeue=True)
         return None
+
+    def _queue_name(self) -> str | None:
+        # FastStream puts the consuming subscriber in the context before any middleware runs.
+        name = getattr(getattr(self.context.get_local("handler_"), "queue", None), "name", None)
+        return name if isinstance(name, str) else None
+
+    async def _handled_whole(
+        self, whole: WholeBatch, batch: StreamMessage[Any], parts: list[Part]
+    ) -> bool:
+        """True if ``whole`` handled every event of the batch; False sends the batch the
+        per-event way (its handlers are idempotent: what this call did is done again)."""
+        try:
+            events = [whole.model.model_validate_json(part.body) for part in parts]
+        except ValidationError:
+            return False  # the per-event way dead-letters the bad event alone, with why
+        # One slot: one call, one write (a slot per event could deadlock batches larger
+        # than the bound, each holding part of it).
+        async with self._slots:
+            try:
+                await whole.handle(events)
+            except Exception as exc:
+                log.warning(
+                    "batch failed whole, handled event by event",
+                    extra={
+                        "message_id": batch.message_id,
+                        "events": len(parts),
+                        "error": repr(exc),
+                    },
+                )
+                return False
+        return True
 
     async def _handle(
         self,

@@ -65,13 +65,28 @@ class Batcher(Generic[T, R]):
         return Batcher.pooled(pool, work, max_size)
 
     async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
         # Shielded: a cancelled caller leaves its item in the batch (it may already be
         # written); only its wait ends.
-        return await asyncio.shield(future)
+        return await asyncio.shield(self._enqueue([item])[0])
+
+    async def submit_all(self, items: Sequence[T]) -> list[R]:
+        """``submit`` for several items at once (in the same batch unless it fills up);
+        raises the first item's failure once every item has its outcome."""
+        outcomes = await asyncio.shield(
+            asyncio.gather(*self._enqueue(items), return_exceptions=True)
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]  # no exception among them
+
+    def _enqueue(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        return futures
 
     async def _drain(self) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []

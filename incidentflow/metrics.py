@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +35,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from contracts.events import Envelope
 from contracts.topology import DelayLevels, Route
-from incidentflow.batched_events import BatchedEvents
+from incidentflow.batched_events import BatchedEvents, WholeBatch
 from incidentflow.settings import CommonSettings
 from incidentflow.tracing import (
     configure_tracing,
@@ -191,7 +192,12 @@ _PUBLISH_METRICS: weakref.WeakKeyDictionary[RabbitBroker, MetricsManager] = (
 
 
 def instrument_messaging(
-    broker: RabbitBroker, service: str, *, exporting: bool, events_in_flight: int
+    broker: RabbitBroker,
+    service: str,
+    *,
+    exporting: bool,
+    events_in_flight: int,
+    whole_batches: Mapping[str, WholeBatch] | None = None,
 ) -> None:
     """The middlewares every broker of ours runs around the delivery policy (make_broker),
     outermost first:
@@ -199,12 +205,15 @@ def instrument_messaging(
     - FastStream's message metrics, per broker message (a batch counts once: ~60 µs of CPU
       per message, docs/performance.md), outside the delivery policy so they see its outcome;
     - BatchedEvents: each event of a batch goes through the rest as a message of its own,
-      at most ``events_in_flight`` at once;
+      at most ``events_in_flight`` at once, or all to its queue's ``whole_batches`` handler
+      (not when exporting: each event then keeps its own span);
     - the trace context (tracing.instrument_broker), then our step timer, per event.
     """
     broker.insert_middleware(_StepTimer)
     instrument_broker(broker, exporting=exporting)
-    broker.insert_middleware(BatchedEvents.splitting(events_in_flight))
+    broker.insert_middleware(
+        BatchedEvents.splitting(events_in_flight, None if exporting else whole_batches)
+    )
     prometheus = PrometheusMiddleware(
         settings_provider_factory=lambda _: _QueueMetricsProvider(broker),
         registry=REGISTRY,
@@ -215,6 +224,24 @@ def instrument_messaging(
     # in its series; the version is pinned, and tests/incidentflow/test_messaging.py
     # fails if this stops counting.
     _PUBLISH_METRICS[broker] = prometheus._metrics_manager
+
+
+def timed_whole_batch(
+    queue: str, model: type[Envelope], handle: Callable[[list[Any]], Awaitable[None]]
+) -> WholeBatch:
+    """``handle`` as the whole-batch handler of ``queue``, its events each counted in the
+    step histogram with the batch's duration, as the step timer counts them one by one."""
+    service, _, step = queue_label(queue).partition(".")
+
+    async def timed(events: list[Any]) -> None:
+        start = time.perf_counter()
+        await handle(events)
+        elapsed = time.perf_counter() - start
+        histogram = STEP_DURATION.labels(service=service, step=step)
+        for _ in events:
+            histogram.observe(elapsed)
+
+    return WholeBatch(model, timed)
 
 
 def record_failed_delivery(queue: str | None, outcome: str) -> None:

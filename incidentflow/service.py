@@ -23,12 +23,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from contracts.events import Envelope
 from contracts.topology import Route
+from incidentflow.batched_events import WholeBatch
 from incidentflow.batching import Batcher
 from incidentflow.db import create_pool, migrate
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import BatchPublisher, declare_routes, make_broker
-from incidentflow.metrics import instrument_messaging, render_metrics
+from incidentflow.metrics import instrument_messaging, render_metrics, timed_whole_batch
 from incidentflow.settings import CommonSettings
 from incidentflow.tracing import configure_tracing, flush_spans, install_log_filter
 
@@ -46,6 +48,7 @@ def _log_start_retry(state: RetryCallState) -> None:
 
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Envelope)
 
 
 async def _as_service(
@@ -65,11 +68,13 @@ class ServiceRuntime:
         self.routes = routes
         self.settings = settings
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
+        self._whole_batches: dict[str, WholeBatch] = {}
         instrument_messaging(
             self.broker,
             name,
             exporting=bool(settings.otel_exporter_otlp_endpoint),
             events_in_flight=settings.prefetch,
+            whole_batches=self._whole_batches,
         )
         # What this service's handlers publish, batched while the broker confirms the last.
         self.events = BatchPublisher(self.broker)
@@ -85,6 +90,16 @@ class ServiceRuntime:
     ) -> Batcher[T, None]:
         """Group commit for this service's step writes: ``write(conn, service, items)``."""
         return Batcher.pooled_writes(lambda: self.pool, partial(_as_service, write, self.name))
+
+    def handle_batches(
+        self, route: Route, model: type[E], handle: Callable[[list[E]], Awaitable[None]]
+    ) -> None:
+        """Hand the batches arriving on ``route``'s queue to ``handle`` whole, past the
+        per-event chain (incidentflow.batched_events); its subscriber still handles single
+        messages and what ``handle`` fails. For a step that publishes no event per event:
+        ``handle`` runs without each event's trace context (and unused with an exporter:
+        incidentflow.metrics.instrument_messaging)."""
+        self._whole_batches[route.queue_name] = timed_whole_batch(route.queue_name, model, handle)
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from contracts.events import (
@@ -54,17 +55,20 @@ class Ticks:
         self._published: dict[datetime, asyncio.Future[None]] = {}
         self._forget_before = datetime.now(UTC)
 
-    async def ensure(self, due_at: datetime) -> None:
-        """A tick will come for ``due_at``'s slot, or for a later one if that slot may
+    async def ensure(self, due: Iterable[datetime]) -> None:
+        """A tick will come for each due time's slot, or for a later one if that slot may
         already be firing (it was due before now: a late schedule, a backlog)."""
         now = datetime.now(UTC)
-        slot = slot_of(max(due_at, now + timedelta(seconds=self._width)), self._width)
-        published = self._published.get(slot)
-        if published is None or (published.done() and published.exception() is not None):
-            published = asyncio.ensure_future(self._publish(slot))
-            self._published[slot] = published
-            self._forget(now)
-        await asyncio.shield(published)
+        earliest = now + timedelta(seconds=self._width)
+        waits: list[asyncio.Future[None]] = []
+        for slot in {slot_of(max(due_at, earliest), self._width) for due_at in due}:
+            published = self._published.get(slot)
+            if published is None or (published.done() and published.exception() is not None):
+                published = asyncio.ensure_future(self._publish(slot))
+                self._published[slot] = published
+            waits.append(published)
+        self._forget(now)
+        await asyncio.shield(asyncio.gather(*waits))
 
     async def _publish(self, slot: datetime) -> None:
         # The delay levels count whole seconds: the tick arrives within a second before its
@@ -89,20 +93,24 @@ class Reminders:
         self._schedules = runtime.step_writes(store.schedule_many)
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def schedule(self, event: IncidentTicketed) -> None:
-        """The customer follow-up, and the team escalation if enabled, for a new incident."""
+    async def schedule(self, events: list[IncidentTicketed]) -> None:
+        """The customer follow-up, and the team escalation if enabled, for new incidents
+        (one, or a whole batch: ServiceRuntime.handle_batches)."""
+        schedules = [self._schedule_of(event) for event in events]
+        await self._schedules.submit_all(schedules)
+        # Recorded first: a tick can only find what is in the table.
+        await self.ticks.ensure(due_at for s in schedules for _, due_at in s.reminders)
+
+    def _schedule_of(self, event: IncidentTicketed) -> store.Schedule:
         delays = {
             store.FOLLOW_UP: self.settings.follow_up_delay(event.classification, event.sentiment)
         }
         if self.settings.escalation_seconds:
             delays[store.ESCALATION] = self.settings.escalation_seconds
-        reminders = [
-            (kind, event.created_at + timedelta(seconds=delay)) for kind, delay in delays.items()
-        ]
-        await self._schedules.submit(store.Schedule(event, reminders))
-        # Recorded first: a tick can only find what is in the table.
-        for _, due_at in reminders:
-            await self.ticks.ensure(due_at)
+        return store.Schedule(
+            event,
+            [(kind, event.created_at + timedelta(seconds=delay)) for kind, delay in delays.items()],
+        )
 
     async def on_tick(self, tick: ReminderTick) -> None:
         if await self._when_due(tick):
@@ -211,7 +219,10 @@ class Reminders:
 def register(runtime: ServiceRuntime, reminders: Reminders) -> None:
     @runtime.broker.subscriber(REMINDER_TICKETED.queue, REMINDER_TICKETED.source)
     async def on_incident_ticketed(event: IncidentTicketed) -> None:
-        await reminders.schedule(event)
+        await reminders.schedule([event])
+
+    # Recording follow-ups publishes nothing per incident: a batch is recorded in one call.
+    runtime.handle_batches(REMINDER_TICKETED, IncidentTicketed, reminders.schedule)
 
     @runtime.broker.subscriber(REMINDER_TICK.queue, REMINDER_TICK.source)
     async def on_reminder_tick(tick: ReminderTick) -> None:

@@ -20,6 +20,7 @@ from contracts.topology import EVENTS, Route
 from incidentflow.batched_events import (
     BATCH_CONTENT_TYPE,
     BATCH_HEADER,
+    WholeBatch,
     decode_batch,
     encode_batch,
 )
@@ -30,7 +31,7 @@ from incidentflow.messaging import (
     make_broker,
     publish_batch,
 )
-from incidentflow.metrics import instrument_messaging
+from incidentflow.metrics import instrument_messaging, timed_whole_batch
 from incidentflow.tracing import traced
 from tests.incidentflow.test_messaging import drain, until
 
@@ -72,14 +73,39 @@ def batch_events(destination: str) -> tuple[float, float]:
     return count or 0.0, total or 0.0
 
 
+def steps(route: Route) -> float:
+    service, _, step = route.queue_name.partition(".")
+    labels = {"service": service, "step": step}
+    return REGISTRY.get_sample_value("incidentflow_step_duration_seconds_count", labels) or 0.0
+
+
 @pytest.fixture(params=[False, True], ids=["context-only", "spans"])
+def exporting(request: pytest.FixtureRequest) -> bool:
+    """Without or with an exporter configured (FastStream's telemetry middleware, making a
+    span per event)."""
+    return bool(request.param)
+
+
+@pytest.fixture
+def whole_batches() -> dict[str, WholeBatch]:
+    """The consuming broker's whole-batch handlers, as ServiceRuntime.handle_batches fills
+    them in."""
+    return {}
+
+
+@pytest.fixture
 async def consuming(
-    rabbitmq_url: str, request: pytest.FixtureRequest
+    rabbitmq_url: str, exporting: bool, whole_batches: dict[str, WholeBatch]
 ) -> AsyncIterator[RabbitBroker]:
-    """A broker set up as ServiceRuntime sets up every service's, without or with an exporter
-    configured (FastStream's telemetry middleware, making a span per event)."""
+    """A broker set up as ServiceRuntime sets up every service's."""
     broker = make_broker(rabbitmq_url, prefetch=10)
-    instrument_messaging(broker, "batches", exporting=request.param, events_in_flight=50)
+    instrument_messaging(
+        broker,
+        "batches",
+        exporting=exporting,
+        events_in_flight=50,
+        whole_batches=whole_batches,
+    )
     await broker.connect()
     try:
         yield broker
@@ -192,6 +218,67 @@ async def test_each_event_of_a_batch_is_handled_retried_and_dead_lettered_on_its
     assert dead[0].message_id == "poison"
     await asyncio.sleep(0.5)
     assert len(handled) == 4
+
+
+async def test_a_batch_goes_whole_to_its_whole_batch_handler_and_event_by_event_if_it_fails(
+    consuming: RabbitBroker,
+    exporting: bool,
+    whole_batches: dict[str, WholeBatch],
+    rabbitmq_url: str,
+) -> None:
+    route = Route(f"batches{uuid.uuid4().hex[:6]}", BatchedProbe)
+    await declare_routes(consuming, (route,))
+    one_by_one: list[str] = []
+    whole: list[list[str]] = []
+
+    @consuming.subscriber(route.queue, route.source)
+    async def on_probe(event: BatchedProbe) -> None:
+        one_by_one.append(event.note)
+
+    async def on_batch(events: list[BatchedProbe]) -> None:
+        whole.append([e.note for e in events])
+        if any(e.note == "fails-whole" for e in events):
+            raise ConnectionError("database restarting")
+
+    whole_batches[route.queue_name] = timed_whole_batch(route.queue_name, BatchedProbe, on_batch)
+    await consuming.start()
+    steps_before = steps(route)
+
+    def probes(*notes: str) -> list[BatchedProbe]:
+        return [BatchedProbe(incident_id=uuid.uuid4(), note=n) for n in notes]
+
+    await publish_batch(consuming, probes("a", "b", "c"))
+    await until(lambda: steps(route) >= steps_before + 3)
+    await publish_batch(consuming, probes("fails-whole", "d"))
+    await publish_batch(consuming, probes("alone"))
+    # A poison event in a batch: it cannot go whole.
+    poison = json.dumps({"message_id": "poison", "headers": {}}).encode() + b'\n{"note":"x"}'
+    await consuming.publish(
+        encode_batch([(e, {}) for e in probes("e")]) + b"\n" + poison,
+        exchange=EVENTS,
+        routing_key=route.routing_key,
+        headers={BATCH_HEADER: 2},
+        content_type=BATCH_CONTENT_TYPE,
+        persist=True,
+    )
+    everything = ["a", "alone", "b", "c", "d", "e", "fails-whole"]
+    # Every event handled counts once in the step histogram, whichever way it went (the
+    # poison one too).
+    await until(lambda: steps(route) >= steps_before + len(everything) + 1)
+    dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1)
+    assert [m.body for m in dead] == [b'{"note":"x"}']
+    if exporting:
+        # Each event keeps its own span: every batch goes the per-event way.
+        assert whole == []
+        assert sorted(one_by_one) == everything
+    else:
+        assert sorted(whole) == [["a", "b", "c"], ["fails-whole", "d"]]
+        # What failed whole went event by event, a single message and the poisoned batch's
+        # good event too.
+        assert sorted(one_by_one) == ["alone", "d", "e", "fails-whole"]
+    await asyncio.sleep(0.3)
+    assert steps(route) == steps_before + len(everything) + 1
+    assert failed(route, "dead-lettered") == 1
 
 
 async def test_a_malformed_batch_is_dead_lettered_whole_with_the_reason(

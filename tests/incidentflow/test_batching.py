@@ -78,3 +78,21 @@ async def test_a_cancelled_waiter_leaves_its_item_in_the_batch() -> None:
     release.set()
     await batcher.submit(2)
     assert written == [1, 2]
+
+
+async def test_submit_all_writes_items_together_and_fails_once_every_item_has_its_outcome() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        flushed.append(list(items))
+        if 13 in items:
+            raise ValueError("13 violates a constraint")
+        return [i * 10 for i in items]
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    assert await batcher.submit_all([1, 2, 3]) == [10, 20, 30]
+    assert flushed == [[1, 2, 3]]
+    with pytest.raises(ValueError, match="13"):
+        await batcher.submit_all([11, 13, 14])
+    # Raised only after the batch was retried item by item: the good items are written.
+    assert flushed[1:] == [[11, 13, 14], [11], [13], [14]]

@@ -65,8 +65,10 @@ bench-sentiment: install
 	$(PY) scripts/bench_sentiment.py
 
 COUNT ?= 1000000
+# PACE=N offers incident.ticketed at N/s (an open loop) instead of as fast as confirmed.
+PACE ?= 0
 bench-reminders: install services
-	$(WITH_SERVICES) $(PY) scripts/bench_reminders.py --count $(COUNT)
+	$(WITH_SERVICES) $(PY) scripts/bench_reminders.py --count $(COUNT) --rate $(PACE)
 
 N ?= 5000
 RATE ?= 50

@@ -127,12 +127,12 @@ def ready(port: int) -> bool:
         return False
 
 
-def main(count: int, delay: int, publishers: int, replicas: int, batch: int) -> None:
+def main(count: int, delay: int, publishers: int, replicas: int, batch: int, rate: float) -> None:
     with (
         own_vhost(RABBITMQ_URL, "bench") as amqp,
         own_database(DATABASE_URL, "bench") as database,
     ):
-        asyncio.run(bench(amqp, database, count, delay, publishers, replicas, batch))
+        asyncio.run(bench(amqp, database, count, delay, publishers, replicas, batch, rate))
 
 
 async def bench(
@@ -143,6 +143,7 @@ async def bench(
     publishers: int,
     replicas: int,
     batch: int,
+    rate: float,
 ) -> None:
     (REPO / "var").mkdir(exist_ok=True)
     log = (REPO / "var" / "bench-reminders.log").open("wb")
@@ -217,7 +218,18 @@ async def bench(
                 created.update(dict.fromkeys(chunk, now))
                 await exchange.publish(bench_message(events), routing_key=events[0].routing_key())
 
-        await asyncio.gather(*(publish(ids[i : i + batch]) for i in range(0, count, batch)))
+        chunks = [ids[i : i + batch] for i in range(0, count, batch)]
+        if rate <= 0:
+            await asyncio.gather(*(publish(chunk) for chunk in chunks))
+        else:
+            # Open loop at ``rate`` events/s: each chunk is sent when due, whether or not
+            # the earlier ones were confirmed (up to ``publishers`` in flight).
+            sending: list[asyncio.Task[None]] = []
+            while len(sending) < len(chunks):
+                due = min(len(chunks), int((time.monotonic() - started) * rate / batch) + 1)
+                sending += [asyncio.create_task(publish(c)) for c in chunks[len(sending) : due]]
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*sending)
         published_s = time.monotonic() - started
         # Bounded waits: the benchmark always ends and says what it saw.
         schedule_deadline = time.monotonic() + 300 + count / 100
@@ -251,7 +263,7 @@ async def bench(
     duplicates = sum(n - 1 for n in fired.values())
     print(
         f"machine: {os.cpu_count()} cores; count={count} delay={delay}s "
-        f"replicas={replicas} batch={batch}"
+        f"replicas={replicas} batch={batch} rate={f'{rate:,.0f}/s' if rate > 0 else 'unpaced'}"
     )
     print(
         f"published {count} incident.ticketed in {published_s:.1f} s ({count / published_s:,.0f}/s)"
@@ -279,5 +291,8 @@ if __name__ == "__main__":
     # scripts/probe_ticketing_batches.py (4.1; docs/performance.md); --batch 1 is one message
     # per event.
     parser.add_argument("--batch", type=int, default=4, help="incident.ticketed events per message")
+    # 0: publish as fast as the broker confirms (the scheduling rate is then the service's
+    # most); N: an open loop at N events/s, to see whether the service keeps up with N.
+    parser.add_argument("--rate", type=float, default=0, help="incident.ticketed per second")
     args = parser.parse_args()
-    main(args.count, args.delay, args.publishers, args.replicas, args.batch)
+    main(args.count, args.delay, args.publishers, args.replicas, args.batch, args.rate)

@@ -38,9 +38,10 @@ class ReminderSettings(CommonSettings):
     # Reminders claimed and requested per round trip when many fall due at once.
     fire_batch_size: int = Field(500, ge=1, le=10_000)
 
-    def follow_up_delay(self, category: str, sentiment: str) -> int:
+    def follow_up_delay(self, category: Category, sentiment: Sentiment) -> int:
         """Seconds from receipt to the customer follow-up for this kind of incident."""
-        candidates = [self.delay_seconds]
-        candidates += [d for c, d in self.category_delays.items() if c == category]
-        candidates += [d for s, d in self.sentiment_delays.items() if s == sentiment]
-        return min(candidates)
+        return min(
+            self.delay_seconds,
+            self.category_delays.get(category, self.delay_seconds),
+            self.sentiment_delays.get(sentiment, self.delay_seconds),
+        )

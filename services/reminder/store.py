@@ -83,16 +83,28 @@ class Fired:
 # never take the same reminder), decides each against its incident's status and audits it.
 # A reminder left 'requesting' longer than the lease (its process died before the broker
 # confirmed the request) is claimed again.
+#
+# Each kind is read by an ordered scan of its own partial index, never both in one OR: the
+# planner answers an OR with bitmap scans, which visit every index entry of the range, the
+# dead ones of every reminder fired since the last vacuum included (and mark none of them
+# dead). Over a million reminders with autovacuum behind, that was 650,000 entries and
+# 170 ms per claim; an ordered index scan stops at the limit and marks what it found dead.
 CLAIM_DUE = """
-WITH claimed AS (
-    -- The conditions sit in the locking query itself: a row another firing changed meanwhile
-    -- is checked again once locked, and no longer qualifies.
+WITH due AS (
+    -- The conditions sit in the locking queries themselves: a row another firing changed
+    -- meanwhile is checked again once locked, and no longer qualifies.
     SELECT id FROM reminders
-    WHERE ((state = 'scheduled' AND due_at <= $1)
-           OR (state = 'requesting' AND updated_at < now() - make_interval(secs => $3)))
-      AND ($2::bigint IS NULL OR id = $2)
+    WHERE state = 'scheduled' AND due_at <= $1 AND ($2::bigint IS NULL OR id = $2)
     ORDER BY due_at LIMIT $4
     FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id FROM reminders
+    WHERE state = 'requesting' AND updated_at < now() - make_interval(secs => $3)
+      AND ($2::bigint IS NULL OR id = $2)
+    ORDER BY updated_at LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    SELECT id FROM due UNION ALL SELECT id FROM lapsed
 ), fired AS (
     UPDATE reminders r
     SET state = CASE WHEN i.status = 'open' THEN 'requesting' ELSE 'skipped' END,
@@ -128,7 +140,8 @@ async def claim_due(
     limit: int,
 ) -> list[Fired]:
     """Claim up to ``limit`` reminders due by ``until`` (or just ``reminder_id``), oldest
-    first, and decide each: 'requesting' for an open incident, 'skipped' for a resolved one."""
+    first, and up to ``limit`` whose request lapsed, and decide each: 'requesting' for an
+    open incident, 'skipped' for a resolved one."""
     rows = await conn.fetch(CLAIM_DUE, until, reminder_id, lease_seconds, limit, service)
     return [
         Fired(_reminder(r), r["ticket_id"], r["email"], r["message"], r["incident_created"])

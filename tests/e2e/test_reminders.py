@@ -174,19 +174,30 @@ async def test_a_batch_of_ticketed_incidents_gets_one_follow_up_each_despite_a_b
     assert "handler failed, will retry" in log and str(unknown.event_id) in log
 
 
-async def test_sweep_fires_a_reminder_the_broker_lost(
+async def test_sweep_fires_a_reminder_the_broker_lost_and_one_whose_request_lapsed(
     isolated_rabbitmq_url: str,
     database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
-    event = await new_incident(database_url)
+    lost, lapsed = await new_incident(database_url), await new_incident(database_url)
     conn = await asyncpg.connect(database_url)
-    try:  # a reminder the database knows about but no message carries
+    try:
+        # A reminder the database knows about but no message carries.
         await conn.execute(
             "INSERT INTO reminders (incident_id, kind, due_at) VALUES ($1, 'follow_up', $2)",
-            event.incident_id,
+            lost.incident_id,
             datetime.now(UTC) - timedelta(seconds=30),
+        )
+        # One claimed two minutes ago by a process that died before the broker confirmed
+        # its request (the lease is a minute).
+        await conn.execute(
+            """
+            INSERT INTO reminders (incident_id, kind, due_at, state, attempts, updated_at)
+            VALUES ($1, 'follow_up', $2, 'requesting', 1, $2)
+            """,
+            lapsed.incident_id,
+            datetime.now(UTC) - timedelta(minutes=2),
         )
     finally:
         await conn.close()
@@ -197,8 +208,9 @@ async def test_sweep_fires_a_reminder_the_broker_lost(
     finally:
         service.kill(signal.SIGTERM)
     # Other tests' overdue reminders in this database may be swept too; ours exactly once.
-    assert arrived.count(str(event.incident_id)) == 1
-    assert await reminder_state(database_url, event.incident_id) == "requested"
+    for event in (lost, lapsed):
+        assert arrived.count(str(event.incident_id)) == 1
+        assert await reminder_state(database_url, event.incident_id) == "requested"
 
 
 def run_cli(*args: str, stack: Stack, database_url: str, rabbitmq_url: str) -> str:

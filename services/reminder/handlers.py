@@ -132,10 +132,13 @@ class Reminders:
             await asyncio.sleep(early)
         return True
 
-    async def fire_due(self, until: datetime, reminder_id: int | None = None) -> int:
+    async def fire_due(
+        self, until: datetime, reminder_id: int | None = None, *, lapsed: bool = False
+    ) -> int:
         """Ask for every follow-up due by ``until`` whose incident is still open, at most once
         each: claimed in the database, requested, then marked requested once the broker has
-        confirmed. Returns how many were claimed."""
+        confirmed; with ``lapsed``, those whose request was never confirmed too. Returns how
+        many were claimed."""
         claimed = 0
         while True:
             async with self.runtime.pool.acquire() as conn:
@@ -144,7 +147,7 @@ class Reminders:
                     self.runtime.name,
                     until,
                     reminder_id=reminder_id,
-                    lease_seconds=self.settings.request_lease_seconds,
+                    lease_seconds=self.settings.request_lease_seconds if lapsed else None,
                     limit=self.settings.fire_batch_size,
                 )
             if not fired:
@@ -195,7 +198,7 @@ class Reminders:
         """Fire reminders the broker should have delivered long ago, and ask again for those
         whose request was never confirmed; returns how many."""
         grace = timedelta(seconds=self.settings.sweep_grace_seconds)
-        swept = await self.fire_due(datetime.now(UTC) - grace)
+        swept = await self.fire_due(datetime.now(UTC) - grace, lapsed=True)
         if swept:
             log.warning("overdue reminders swept", extra={"reminders": swept})
         return swept

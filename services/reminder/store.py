@@ -99,7 +99,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id FROM reminders
-    WHERE state = 'requesting' AND updated_at < now() - make_interval(secs => $3)
+    WHERE $3::float8 IS NOT NULL
+      AND state = 'requesting' AND updated_at < now() - make_interval(secs => $3)
       AND ($2::bigint IS NULL OR id = $2)
     ORDER BY updated_at LIMIT $4
     FOR UPDATE SKIP LOCKED
@@ -136,12 +137,13 @@ async def claim_due(
     until: datetime,
     *,
     reminder_id: int | None = None,
-    lease_seconds: float,
+    lease_seconds: float | None,
     limit: int,
 ) -> list[Fired]:
     """Claim up to ``limit`` reminders due by ``until`` (or just ``reminder_id``), oldest
-    first, and up to ``limit`` whose request lapsed, and decide each: 'requesting' for an
-    open incident, 'skipped' for a resolved one."""
+    first, and with a ``lease_seconds``, up to ``limit`` whose request lapsed (the sweep's
+    job: it reads an index of every request since the last vacuum), and decide each:
+    'requesting' for an open incident, 'skipped' for a resolved one."""
     rows = await conn.fetch(CLAIM_DUE, until, reminder_id, lease_seconds, limit, service)
     return [
         Fired(_reminder(r), r["ticket_id"], r["email"], r["message"], r["incident_created"])

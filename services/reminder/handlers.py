@@ -136,12 +136,16 @@ class Reminders:
         self, until: datetime, reminder_id: int | None = None, *, lapsed: bool = False
     ) -> int:
         """Ask for every follow-up due by ``until`` whose incident is still open, at most once
-        each: claimed in the database, requested, then marked requested once the broker has
-        confirmed; with ``lapsed``, those whose request was never confirmed too. Returns how
-        many were claimed."""
+        each (with ``lapsed``, also those an earlier version left 'requesting'). Each round is
+        one transaction: claimed, requested, committed once the broker has confirmed the
+        requests. Returns how many were claimed."""
         claimed = 0
         while True:
-            async with self.runtime.pool.acquire() as conn:
+            # Rolled back if the publish fails or this process dies before the commit: the
+            # reminders are 'scheduled' again, for the next tick or the sweep. A request the
+            # broker took before that is then asked for twice, with the same event id: the
+            # notifier's claim sends one mail.
+            async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fired = await store.claim_due(
                     conn,
                     self.runtime.name,
@@ -150,17 +154,18 @@ class Reminders:
                     lease_seconds=self.settings.request_lease_seconds if lapsed else None,
                     limit=self.settings.fire_batch_size,
                 )
+                if fired:
+                    await self._request(fired)
             if not fired:
                 return claimed
             claimed += len(fired)
-            await self._request(fired)
             if len(fired) < self.settings.fire_batch_size:
                 return claimed
 
     async def _request(self, fired: list[store.Fired]) -> None:
         now = datetime.now(UTC)
-        requests = {
-            f.reminder.id: ReminderRequested(
+        requests = [
+            ReminderRequested(
                 event_id=derived_event_id(f.reminder.incident_id, f"reminder:{f.reminder.kind}"),
                 incident_id=f.reminder.incident_id,
                 reminder_id=f.reminder.id,
@@ -171,24 +176,13 @@ class Reminders:
                 created_at=f.incident_created,
             )
             for f in fired
-            if f.reminder.state == "requesting"
-        }
+            if f.reminder.state == "requested"
+        ]
         for f in fired:
             # Observability: how late the ticks (or the sweep) brought this reminder.
             record_reminder_lateness(f.reminder.kind, (now - f.reminder.due_at).total_seconds())
-        # One message for the round (incidentflow.batched_events): confirmed, every request
-        # in it is marked requested; refused, all go back to 'scheduled' for the next tick
-        # or sweep (an unconfirmed publish may still have reached the broker: the notifier's
-        # claim keeps that mail single).
-        ids = list(requests)
-        try:
-            await publish_batch(self.runtime.broker, list(requests.values()))
-        except Exception:
-            async with self.runtime.pool.acquire() as conn:
-                await store.settle_requests(conn, [], ids)
-            raise
-        async with self.runtime.pool.acquire() as conn:
-            await store.settle_requests(conn, ids, [])
+        # One message for the round (incidentflow.batched_events).
+        await publish_batch(self.runtime.broker, requests)
         log.info(
             "reminders due",
             extra={"requested": len(requests), "skipped": len(fired) - len(requests)},

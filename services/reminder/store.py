@@ -69,8 +69,9 @@ async def schedule_many(
 
 @dataclass(frozen=True)
 class Fired:
-    """A reminder a firing claimed: ``state`` is 'requesting' when its incident is still
-    open (a reminder.requested is to go out), 'skipped' when it was resolved."""
+    """A reminder a firing claimed: ``state`` is 'requested' when its incident is still
+    open (a reminder.requested is to go out before the claim commits), 'skipped' when it
+    was resolved."""
 
     reminder: Reminder
     ticket_id: str
@@ -80,9 +81,10 @@ class Fired:
 
 
 # One statement claims a batch (FOR UPDATE SKIP LOCKED: concurrent firings and replicas
-# never take the same reminder), decides each against its incident's status and audits it.
-# A reminder left 'requesting' longer than the lease (its process died before the broker
-# confirmed the request) is claimed again.
+# never take the same reminder), decides each against its incident's status and audits it,
+# in the transaction that publishes the requests (Reminders.fire_due). Versions before
+# session 9 committed the claim first as 'requesting', then 'requested' once confirmed; a
+# reminder such a process left 'requesting' longer than the lease is claimed again.
 #
 # Each kind is read by an ordered scan of its own partial index, never both in one OR: the
 # planner answers an OR with bitmap scans, which visit every index entry of the range, the
@@ -108,7 +110,7 @@ WITH due AS (
     SELECT id FROM due UNION ALL SELECT id FROM lapsed
 ), fired AS (
     UPDATE reminders r
-    SET state = CASE WHEN i.status = 'open' THEN 'requesting' ELSE 'skipped' END,
+    SET state = CASE WHEN i.status = 'open' THEN 'requested' ELSE 'skipped' END,
         attempts = r.attempts + 1, updated_at = now()
     FROM claimed, incidents i
     WHERE r.id = claimed.id AND i.id = r.incident_id
@@ -123,7 +125,7 @@ WITH due AS (
                'occurred_at', due.occurred_at, 'schema_version', 1, 'trace', '{}'::jsonb,
                'reminder_id', due.id, 'kind', due.kind, 'due_at', due.due_at
            ),
-           CASE due.state WHEN 'requesting' THEN 'requested'
+           CASE due.state WHEN 'requested' THEN 'requested'
                           ELSE 'skipped: incident resolved' END
     FROM (SELECT fired.*, gen_random_uuid() AS event_id, now() AS occurred_at FROM fired) due
 )
@@ -143,29 +145,12 @@ async def claim_due(
     """Claim up to ``limit`` reminders due by ``until`` (or just ``reminder_id``), oldest
     first, and with a ``lease_seconds``, up to ``limit`` whose request lapsed (the sweep's
     job: it reads an index of every request since the last vacuum), and decide each:
-    'requesting' for an open incident, 'skipped' for a resolved one."""
+    'requested' for an open incident, 'skipped' for a resolved one."""
     rows = await conn.fetch(CLAIM_DUE, until, reminder_id, lease_seconds, limit, service)
     return [
         Fired(_reminder(r), r["ticket_id"], r["email"], r["message"], r["incident_created"])
         for r in rows
     ]
-
-
-async def settle_requests(
-    conn: asyncpg.Connection, confirmed: Sequence[int], unconfirmed: Sequence[int]
-) -> None:
-    """Requests the broker confirmed become 'requested'; the others are 'scheduled' again.
-    Guarded: the notifier may have marked one sent already."""
-    await conn.execute(
-        """
-        UPDATE reminders
-        SET state = CASE WHEN id = ANY($1::bigint[]) THEN 'requested' ELSE 'scheduled' END,
-            updated_at = now()
-        WHERE id = ANY($1::bigint[] || $2::bigint[]) AND state = 'requesting'
-        """,
-        confirmed,
-        unconfirmed,
-    )
 
 
 async def listing(conn: asyncpg.Connection, state: str | None, limit: int) -> list[Reminder]:

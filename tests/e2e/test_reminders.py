@@ -18,9 +18,12 @@ import asyncpg
 import pytest
 
 from contracts.events import IncidentTicketed, ReminderRequested
-from contracts.topology import EVENTS, NOTIFIER_REMINDER
+from contracts.topology import EVENTS, NOTIFIER_REMINDER, REMINDER_DUE
 from incidentflow.batched_events import event_bodies
+from incidentflow.service import ServiceRuntime
 from incidentflow.stack import Stack
+from services.reminder.handlers import Reminders
+from services.reminder.settings import ReminderSettings
 from tests.conftest import free_port
 from tests.e2e.conftest import (
     incident,
@@ -189,8 +192,8 @@ async def test_sweep_fires_a_reminder_the_broker_lost_and_one_whose_request_laps
             lost.incident_id,
             datetime.now(UTC) - timedelta(seconds=30),
         )
-        # One claimed two minutes ago by a process that died before the broker confirmed
-        # its request (the lease is a minute).
+        # One an earlier version's process claimed two minutes ago and died before the
+        # broker confirmed its request (the lease is a minute).
         await conn.execute(
             """
             INSERT INTO reminders (incident_id, kind, due_at, state, attempts, updated_at)
@@ -211,6 +214,45 @@ async def test_sweep_fires_a_reminder_the_broker_lost_and_one_whose_request_laps
     for event in (lost, lapsed):
         assert arrived.count(str(event.incident_id)) == 1
         assert await reminder_state(database_url, event.incident_id) == "requested"
+
+
+async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_unaudited(
+    isolated_rabbitmq_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = await new_incident(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        reminder_id = await conn.fetchval(
+            """
+            INSERT INTO reminders (incident_id, kind, due_at)
+            VALUES ($1, 'follow_up', now() - interval '30 seconds') RETURNING id
+            """,
+            event.incident_id,
+        )
+        monkeypatch.setenv("RABBITMQ_URL", isolated_rabbitmq_url)
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        settings = ReminderSettings()
+        runtime = ServiceRuntime("reminder", settings, (REMINDER_DUE,))
+        reminders = Reminders(runtime, settings)
+        async with runtime.lifespan():
+            # Nobody has declared the notifier's queue: the request is unroutable, refused.
+            with pytest.raises(Exception):  # noqa: B017 - aio-pika's DeliveryError
+                await reminders.fire_due(datetime.now(UTC), reminder_id=reminder_id)
+            assert await reminder_state(database_url, event.incident_id) == "scheduled"
+            audited = "SELECT count(*) FROM audit_events WHERE incident_id = $1"
+            assert await conn.fetchval(audited, event.incident_id) == 0
+
+            connection = await aio_pika.connect(isolated_rabbitmq_url)
+            try:
+                queue = await declare_requests_queue(await connection.channel())
+                assert await reminders.fire_due(datetime.now(UTC), reminder_id=reminder_id) == 1
+                assert await requests_for(queue, wait=1) == [str(event.incident_id)]
+            finally:
+                await connection.close()
+            assert await reminder_state(database_url, event.incident_id) == "requested"
+            assert await conn.fetchval(audited, event.incident_id) == 1
+    finally:
+        await conn.close()
 
 
 def run_cli(*args: str, stack: Stack, database_url: str, rabbitmq_url: str) -> str:

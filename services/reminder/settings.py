@@ -32,8 +32,8 @@ class ReminderSettings(CommonSettings):
     # Reminders due within one slot of this many seconds share one delayed tick; a reminder
     # fires at most this much after its due time (plus the work of firing).
     tick_seconds: float = Field(0.25, ge=0.1, le=60)
-    # A reminder claimed for a request the broker has not confirmed after this long (its
-    # process died) is requested again; the notifier's claim keeps the mail single.
+    # A reminder a version before session 9 left claimed ('requesting') this long, its
+    # request never confirmed, is requested again; the notifier's claim keeps the mail single.
     request_lease_seconds: float = Field(60.0, gt=0)
     # Reminders claimed and requested per round trip when many fall due at once.
     fire_batch_size: int = Field(500, ge=1, le=10_000)

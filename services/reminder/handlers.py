@@ -35,6 +35,8 @@ log = logging.getLogger("incidentflow.reminder")
 # A tick arriving this much before its slot (a clock step, a hand-published one) goes back
 # to wait; one arriving less early than this waits here, in the handler.
 EARLY_LIMIT = timedelta(seconds=2)
+# Reminder requests per message at most (each up to ~5 kB: the customer's message is in it).
+REQUESTS_PER_MESSAGE = 500
 
 
 def slot_of(due_at: datetime, width: float) -> datetime:
@@ -181,8 +183,14 @@ class Reminders:
         for f in fired:
             # Observability: how late the ticks (or the sweep) brought this reminder.
             record_reminder_lateness(f.reminder.kind, (now - f.reminder.due_at).total_seconds())
-        # One message for the round (incidentflow.batched_events).
-        await publish_batch(self.runtime.broker, requests)
+        # A few messages for the round (incidentflow.batched_events), each of a bounded size:
+        # a message body is held whole in memory by the broker and by each consumer.
+        await asyncio.gather(
+            *(
+                publish_batch(self.runtime.broker, requests[i : i + REQUESTS_PER_MESSAGE])
+                for i in range(0, len(requests), REQUESTS_PER_MESSAGE)
+            )
+        )
         log.info(
             "reminders due",
             extra={"requested": len(requests), "skipped": len(fired) - len(requests)},

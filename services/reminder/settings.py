@@ -35,8 +35,10 @@ class ReminderSettings(CommonSettings):
     # A reminder a version before session 9 left claimed ('requesting') this long, its
     # request never confirmed, is requested again; the notifier's claim keeps the mail single.
     request_lease_seconds: float = Field(60.0, gt=0)
-    # Reminders claimed and requested per round trip when many fall due at once.
-    fire_batch_size: int = Field(500, ge=1, le=10_000)
+    # Reminders claimed and requested per round trip when many fall due at once. Each claim
+    # reads the due index from its start, dead entries since the last vacuum included: fewer,
+    # larger claims keep up over a million (docs/performance.md, session 9).
+    fire_batch_size: int = Field(2000, ge=1, le=10_000)
 
     def follow_up_delay(self, category: Category, sentiment: Sentiment) -> int:
         """Seconds from receipt to the customer follow-up for this kind of incident."""

@@ -22,6 +22,7 @@ from contracts.topology import EVENTS, NOTIFIER_REMINDER, REMINDER_DUE
 from incidentflow.batched_events import event_bodies
 from incidentflow.service import ServiceRuntime
 from incidentflow.stack import Stack
+from services.reminder import handlers
 from services.reminder.handlers import Reminders
 from services.reminder.settings import ReminderSettings
 from tests.conftest import free_port
@@ -253,6 +254,46 @@ async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_una
             assert await conn.fetchval(audited, event.incident_id) == 1
     finally:
         await conn.close()
+
+
+async def test_a_round_of_requests_goes_in_messages_of_a_bounded_size(
+    isolated_rabbitmq_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [await new_incident(database_url) for _ in range(5)]
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO reminders (incident_id, kind, due_at)
+            VALUES ($1, 'follow_up', now() - interval '1 second')
+            """,
+            [(e.incident_id,) for e in events],
+        )
+    finally:
+        await conn.close()
+    monkeypatch.setattr(handlers, "REQUESTS_PER_MESSAGE", 2)
+    monkeypatch.setenv("RABBITMQ_URL", isolated_rabbitmq_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    settings = ReminderSettings()
+    runtime = ServiceRuntime("reminder", settings, (REMINDER_DUE,))
+    connection = await aio_pika.connect(isolated_rabbitmq_url)
+    try:
+        queue = await declare_requests_queue(await connection.channel())
+        async with runtime.lifespan():
+            await Reminders(runtime, settings).fire_due(datetime.now(UTC))
+        arrived: list[list[str]] = []
+        while (message := await queue.get(fail=False, timeout=2)) is not None:
+            await message.ack()
+            bodies = event_bodies(message.body, message.headers)
+            arrived.append(
+                [str(ReminderRequested.model_validate_json(b).incident_id) for b in bodies]
+            )
+    finally:
+        await connection.close()
+    # Other tests' overdue reminders in this database may come along; none in a bigger message.
+    assert max(len(m) for m in arrived) == 2
+    requested = [incident_id for m in arrived for incident_id in m]
+    assert all(requested.count(str(e.incident_id)) == 1 for e in events)
 
 
 def run_cli(*args: str, stack: Stack, database_url: str, rabbitmq_url: str) -> str:

@@ -102,6 +102,13 @@ def decode_batch(body: bytes) -> list[Part]:
     return parts
 
 
+def consuming_queue(context: ContextRepo) -> str | None:
+    """The name of the queue the message being handled came from."""
+    # FastStream puts the consuming subscriber in the context before any middleware runs.
+    name = getattr(getattr(context.get_local("handler_"), "queue", None), "name", None)
+    return name if isinstance(name, str) else None
+
+
 def is_batch(headers: Mapping[str, Any] | None) -> bool:
     return BATCH_HEADER in (headers or {})
 
@@ -156,7 +163,7 @@ class BatchedEvents(BaseMiddleware):
             # Handled whole: its decoding fails, and the delivery policy dead-letters it
             # with the reason.
             return await call_next(msg)
-        whole = self._whole.get(self._queue_name() or "")
+        whole = self._whole.get(consuming_queue(self.context) or "")
         if whole is not None and await self._handled_whole(whole, msg, parts):
             return None
         # A slot before each event's task: the waiting is one coroutine per batch, not a
@@ -188,11 +195,6 @@ class BatchedEvents(BaseMiddleware):
             )
             raise NackMessage(requeue=True)
         return None
-
-    def _queue_name(self) -> str | None:
-        # FastStream puts the consuming subscriber in the context before any middleware runs.
-        name = getattr(getattr(self.context.get_local("handler_"), "queue", None), "name", None)
-        return name if isinstance(name, str) else None
 
     async def _handled_whole(
         self, whole: WholeBatch, batch: StreamMessage[Any], parts: list[Part]

@@ -37,7 +37,12 @@ from contracts.topology import (
     Route,
     retry_routing_key,
 )
-from incidentflow.batched_events import BATCH_CONTENT_TYPE, BATCH_HEADER, encode_batch
+from incidentflow.batched_events import (
+    BATCH_CONTENT_TYPE,
+    BATCH_HEADER,
+    consuming_queue,
+    encode_batch,
+)
 from incidentflow.metrics import record_failed_delivery, record_publish
 from incidentflow.privacy import mask_text
 
@@ -117,7 +122,7 @@ class DeliveryPolicy(BaseMiddleware):
                 "error": repr(exc),
             },
         )
-        queue = self._queue_name()
+        queue = consuming_queue(self.context)
         record_failed_delivery(queue, "retried")
         if queue is not None and await self._republish(
             msg,
@@ -136,7 +141,7 @@ class DeliveryPolicy(BaseMiddleware):
     ) -> HandlerException:
         """Put a copy carrying why into the message's DLQ and ack the original; a bare reject
         (the broker's own dead-lettering) only when that copy cannot be made."""
-        queue = self._queue_name()
+        queue = consuming_queue(self.context)
         record_failed_delivery(queue, "dead-lettered")
         if queue is not None and await self._republish(
             msg,
@@ -146,10 +151,6 @@ class DeliveryPolicy(BaseMiddleware):
         ):
             return AckMessage()
         return RejectMessage()
-
-    def _queue_name(self) -> str | None:
-        queue = getattr(getattr(self.context.get_local("handler_"), "queue", None), "name", None)
-        return queue if isinstance(queue, str) else None
 
     async def _republish(
         self,

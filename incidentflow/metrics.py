@@ -37,7 +37,7 @@ from prometheus_client import (
 
 from contracts.events import Envelope
 from contracts.topology import DelayLevels, Route
-from incidentflow.batched_events import BatchedEvents, WholeBatch
+from incidentflow.batched_events import BatchedEvents, WholeBatch, consuming_queue
 from incidentflow.settings import CommonSettings
 from incidentflow.tracing import (
     configure_tracing,
@@ -48,7 +48,6 @@ from incidentflow.tracing import (
 
 if TYPE_CHECKING:
     from aio_pika import IncomingMessage
-    from faststream._internal.context.repository import ContextRepo
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("incidentflow.metrics")
@@ -142,11 +141,10 @@ def queue_label(queue_name: str) -> str:
     return ".".join(queue_name.split(".")[:2])
 
 
-def _handler_queue(context: ContextRepo) -> str | None:
-    # FastStream puts the consuming subscriber in the context before any middleware runs.
-    queue = getattr(context.get_local("handler_"), "queue", None)
-    name = getattr(queue, "name", None)
-    return queue_label(name) if isinstance(name, str) else None
+def _step_labels(queue: str | None) -> dict[str, str]:
+    """The step series of a queue: ``service`` and ``step`` from ``<service>.<event>``."""
+    service, _, step = queue_label(queue or "unknown.unknown").partition(".")
+    return {"service": service, "step": step}
 
 
 class _QueueMetricsProvider(RabbitMetricsSettingsProvider):
@@ -161,8 +159,8 @@ class _QueueMetricsProvider(RabbitMetricsSettingsProvider):
     def get_consume_attrs_from_message(self, msg: StreamMessage[IncomingMessage]) -> ConsumeAttrs:
         attrs = super().get_consume_attrs_from_message(msg)
         # Looked up now: the app that runs the broker gives it its own context at start.
-        if (queue := _handler_queue(self._broker.context)) is not None:
-            attrs["destination_name"] = queue
+        if (queue := consuming_queue(self._broker.context)) is not None:
+            attrs["destination_name"] = queue_label(queue)
         return attrs
 
     def get_publish_destination_name_from_cmd(self, cmd: RabbitPublishCommand) -> str:
@@ -176,12 +174,12 @@ class _StepTimer(BaseMiddleware):
         call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
         msg: StreamMessage[Any],
     ) -> Any:
-        service, _, step = (_handler_queue(self.context) or "unknown.unknown").partition(".")
+        labels = _step_labels(consuming_queue(self.context))
         start = time.perf_counter()
         try:
             return await call_next(msg)
         finally:
-            STEP_DURATION.labels(service=service, step=step).observe(time.perf_counter() - start)
+            STEP_DURATION.labels(**labels).observe(time.perf_counter() - start)
 
 
 # Each instrumented broker's FastStream metrics, for publishes made past FastStream's publish
@@ -231,13 +229,13 @@ def timed_whole_batch(
 ) -> WholeBatch:
     """``handle`` as the whole-batch handler of ``queue``, its events each counted in the
     step histogram with the batch's duration, as the step timer counts them one by one."""
-    service, _, step = queue_label(queue).partition(".")
+    labels = _step_labels(queue)
 
     async def timed(events: list[Any]) -> None:
         start = time.perf_counter()
         await handle(events)
         elapsed = time.perf_counter() - start
-        histogram = STEP_DURATION.labels(service=service, step=step)
+        histogram = STEP_DURATION.labels(**labels)
         for _ in events:
             histogram.observe(elapsed)
 
@@ -246,8 +244,7 @@ def timed_whole_batch(
 
 def record_failed_delivery(queue: str | None, outcome: str) -> None:
     """One event whose handling failed on ``queue``: ``retried`` or ``dead-lettered``."""
-    service, _, step = (queue or "unknown.unknown").partition(".")
-    FAILED_DELIVERIES.labels(service=service, step=step, outcome=outcome).inc()
+    FAILED_DELIVERIES.labels(**_step_labels(queue), outcome=outcome).inc()
 
 
 def record_publish(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from faststream.rabbit.annotations import RabbitMessage
-
 from contracts.events import (
     IncidentAcknowledged,
     IncidentTicketed,
@@ -14,7 +12,7 @@ from contracts.events import (
 )
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
-from incidentflow.messaging import is_last_delivery
+from incidentflow.messaging import on_last_delivery
 from incidentflow.service import ServiceRuntime
 from services.notifier import store
 from services.notifier.compose import IncidentView, channels_for
@@ -29,7 +27,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
     acknowledgements = runtime.step_writes(store.acknowledge_many)
 
     @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
-    async def on_incident_ticketed(event: IncidentTicketed, message: RabbitMessage) -> None:
+    async def on_incident_ticketed(event: IncidentTicketed) -> None:
         view = IncidentView(
             incident_id=event.incident_id,
             ticket_id=event.ticket_id,
@@ -40,7 +38,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         )
         channels = channels_for(event.channel, event.classification, rules)
         reached = await notifier.acknowledge(
-            view, channels, event.phone, final=is_last_delivery(message.headers)
+            view, channels, event.phone, final=on_last_delivery()
         )
         await acknowledgements.submit(event)
         acknowledged = IncidentAcknowledged(
@@ -54,13 +52,13 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         log.info("incident acknowledged", extra={"incident_id": str(event.incident_id)})
 
     @runtime.broker.subscriber(NOTIFIER_REMINDER.queue, NOTIFIER_REMINDER.source)
-    async def on_reminder_requested(event: ReminderRequested, message: RabbitMessage) -> None:
+    async def on_reminder_requested(event: ReminderRequested) -> None:
         async with runtime.pool.acquire() as conn:
             found = await store.incident_for_reminder(conn, event.incident_id)
         if found is None:
             raise LookupError(f"incident {event.incident_id} not found")
         status, view = found
-        final = is_last_delivery(message.headers)
+        final = on_last_delivery()
         if status != "open":
             # Resolved after the reminder service looked: nobody needs chasing.
             state = "skipped"

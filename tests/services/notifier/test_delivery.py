@@ -21,7 +21,7 @@ from faststream import TestApp
 
 from contracts.events import IncidentAcknowledged, IncidentTicketed
 from contracts.topology import DELIVERY_LIMIT, EVENTS
-from incidentflow.messaging import is_last_delivery
+from incidentflow.messaging import RETRIES_HEADER, is_last_delivery
 from incidentflow.sandbox import free_port
 from services.notifier import store
 from services.notifier.adapters.base import Delivery, Handover
@@ -289,6 +289,39 @@ def test_the_last_delivery_is_the_one_counting_the_limit() -> None:
     assert not is_last_delivery(None)
     assert not is_last_delivery({"x-delivery-count": DELIVERY_LIMIT - 1})
     assert is_last_delivery({"x-delivery-count": DELIVERY_LIMIT})
+
+
+async def test_the_handler_sends_as_final_on_its_message_s_last_try(
+    broker_url: str, database_url: str
+) -> None:
+    """The app, not the Notifier alone: a message on its last try (its retries header at the
+    limit) whose send fails leaves the row failed, as the delivery policy dead-letters it."""
+    event = await insert_ticketed_incident(database_url)
+    unreachable = {"RABBITMQ_URL": broker_url, "DATABASE_URL": database_url}
+    config = NotifierSettings(  # type: ignore[call-arg]
+        **unreachable, MIGRATE_ON_START="false", SMTP_HOST="127.0.0.1", SMTP_PORT=free_port()
+    )
+    async with notifiers(1, config):
+        connection = await aio_pika.connect(broker_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(EVENTS.name)
+            await exchange.publish(
+                aio_pika.Message(
+                    event.model_dump_json().encode(),
+                    headers={RETRIES_HEADER: DELIVERY_LIMIT},
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=event.routing_key(),
+            )
+        deadline = time.monotonic() + 20
+        # Until the failed send is recorded: the claim shows the row with a lease first.
+        while (email := (await rows(database_url, event.incident_id)).get("email/ack")) is None or (
+            email["lease_until"] is not None
+        ):
+            assert time.monotonic() < deadline, "the failed send was never recorded"
+            await asyncio.sleep(0.1)
+    assert (email["status"], email["attempts"], email["retryable"]) == ("failed", 1, True)
 
 
 async def test_a_claim_is_exclusive_until_its_lease_expires(

@@ -64,6 +64,10 @@ class Part:
     headers: dict[str, Any]
     body: bytes
 
+    @classmethod
+    def of(cls, event: Envelope, headers: Mapping[str, str]) -> Part:
+        return cls(str(event.event_id), dict(headers), event.model_dump_json().encode())
+
 
 @dataclass(frozen=True)
 class WholeBatch:
@@ -76,11 +80,18 @@ class WholeBatch:
 
 def encode_batch(events: Sequence[tuple[Envelope, Mapping[str, str]]]) -> bytes:
     """The body of a batch of ``(event, its own headers)``."""
+    return encode_parts([Part.of(event, headers) for event, headers in events])
+
+
+def encode_parts(parts: Sequence[Part]) -> bytes:
+    """The body of a batch of events already encoded (each body one line of JSON)."""
     lines: list[bytes] = []
-    for event, headers in events:
-        meta = {"message_id": str(event.event_id), "headers": dict(headers)}
+    for part in parts:
+        if b"\n" in part.body:
+            raise ValueError(f"event {part.message_id}: a batched event is one line of JSON")
+        meta = {"message_id": part.message_id, "headers": part.headers}
         lines.append(json.dumps(meta, separators=(",", ":")).encode())
-        lines.append(event.model_dump_json().encode())
+        lines.append(part.body)
     return b"\n".join(lines)
 
 

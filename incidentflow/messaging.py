@@ -41,8 +41,9 @@ from contracts.topology import (
 from incidentflow.batched_events import (
     BATCH_CONTENT_TYPE,
     BATCH_HEADER,
+    Part,
     consuming_queue,
-    encode_batch,
+    encode_parts,
 )
 from incidentflow.metrics import record_failed_delivery, record_publish
 from incidentflow.privacy import mask_text
@@ -289,10 +290,6 @@ async def publish_batch(
     (incidentflow.batched_events), or an ordinary message when there is one event.
 
     ``headers`` are each event's own (its trace context); by default the current context's.
-    Straight to FastStream's confirming channel: its publish builds a command and runs five
-    middleware scopes per message, about as much CPU again as aio-pika's publish itself
-    (docs/performance.md). What those add is added here: the trace context, and FastStream's
-    publish metrics.
     """
     if not events:
         return
@@ -303,13 +300,42 @@ async def publish_batch(
         current: dict[str, str] = {}
         propagate.inject(current)
         headers = [current] * len(events)
-    if len(events) == 1:
-        body = first.model_dump_json().encode()
-        message_headers: dict[str, Any] = dict(headers[0])
-        content_type, message_id = "application/json", str(first.event_id)
+    await publish_parts(
+        broker,
+        [Part.of(event, own) for event, own in zip(events, headers, strict=True)],
+        kind=first.name,
+        routing_key=first.routing_key(),
+        mandatory=first.requires_listener,
+        exchange=exchange,
+    )
+
+
+async def publish_parts(
+    broker: RabbitBroker,
+    parts: Sequence[Part],
+    *,
+    kind: str,
+    routing_key: str,
+    mandatory: bool,
+    exchange: RabbitExchange = EVENTS,
+) -> None:
+    """Publish events already encoded (one kind, ``kind`` and ``routing_key`` theirs) as one
+    message, as publish_batch does: ingest's outbox relay has each event's JSON stored.
+
+    Straight to FastStream's confirming channel: its publish builds a command and runs five
+    middleware scopes per message, about as much CPU again as aio-pika's publish itself
+    (docs/performance.md). What those add is added here: the trace context (each part's
+    headers), and FastStream's publish metrics.
+    """
+    if not parts:
+        return
+    if len(parts) == 1:
+        body = parts[0].body
+        message_headers: dict[str, Any] = dict(parts[0].headers)
+        content_type, message_id = "application/json", parts[0].message_id
     else:
-        body = encode_batch(list(zip(events, headers, strict=True)))
-        message_headers = {BATCH_HEADER: len(events)}
+        body = encode_parts(parts)
+        message_headers = {BATCH_HEADER: len(parts)}
         content_type, message_id = BATCH_CONTENT_TYPE, str(uuid.uuid4())
     message = Message(
         body,
@@ -318,7 +344,7 @@ async def publish_batch(
         delivery_mode=DeliveryMode.PERSISTENT,
         message_id=message_id,
         correlation_id=message_id,
-        type=first.name,
+        type=kind,
         timestamp=datetime.now(UTC),
         app_id="incidentflow",
     )
@@ -329,15 +355,13 @@ async def publish_batch(
         # One timeout around the publish; aio-pika's own (``timeout=``) runs each step of it
         # as a task through wait_for, ~60 µs of CPU per message here.
         async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-            await target.publish(
-                message, routing_key=first.routing_key(), mandatory=first.requires_listener
-            )
+            await target.publish(message, routing_key=routing_key, mandatory=mandatory)
     except BaseException as exc:
         error = exc
         raise
     finally:
-        destination = f"{exchange.name}.{first.routing_key()}"
-        record_publish(broker, destination, error, time.perf_counter() - start, len(events))
+        destination = f"{exchange.name}.{routing_key}"
+        record_publish(broker, destination, error, time.perf_counter() - start, len(parts))
 
 
 # An event to publish, its own headers, and its caller's wait for the confirm.

@@ -212,8 +212,8 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
                 str(rate),
                 "--seconds",
                 str(seconds),
-                "--api-key",
-                api_key,
+                # One argument: a key may begin with "-", which argparse would take for an option.
+                f"--api-key={api_key}",
                 "--tag",
                 f"{rate:g}-{uuid.uuid4().hex[:6]}",
             ],

@@ -15,9 +15,10 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import asyncpg
@@ -129,7 +130,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from exc
 
 
-def summary_message(state: dict[str, Any], channels: list[str]) -> str:
+# store.accepted_summary of an incident stored a moment ago: nothing has happened to it yet.
+JUST_STORED: Mapping[str, Any] = MappingProxyType(
+    {
+        "ticket_id": None,
+        "status": "open",
+        "classification": None,
+        "confidence": None,
+        "sentiment": None,
+        "acknowledged_at": None,
+        "ack_channels": [],
+    }
+)
+
+
+def summary_message(state: Mapping[str, Any], channels: list[str]) -> str:
     if state.get("acknowledged_at") is None:
         return "Incident received and being processed. Follow its state at the Location URL."
     names = " and ".join(c.upper() if c == "sms" else c for c in channels) or "email"
@@ -315,39 +330,48 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             trace=current_trace_carrier(),
         )
         request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-        outcome: store.IdempotentOutcome | None = None
-        async with pool().acquire() as conn, conn.transaction():
-            if idempotency_key is not None:
-                await store.lock(conn, f"idempotency:{principal.name}:{idempotency_key}")
-                outcome = await store.idempotent_outcome(conn, principal.name, idempotency_key)
-                if outcome is not None and outcome.request_hash != request_hash:
-                    raise RequestValidationError(
-                        [
-                            {
-                                "loc": ("header", "Idempotency-Key"),
-                                "msg": "this Idempotency-Key was used with a different "
-                                "request body",
-                                "type": "idempotency_key_reused",
-                            }
-                        ]
-                    )
-            replayed = outcome is not None
-            if outcome is None:
+        replayed = False
+        async with pool().acquire() as conn:
+            if idempotency_key is None:
                 outcome = await record_report(conn, event, request_hash)
-                if idempotency_key is not None:
-                    await store.remember_outcome(conn, principal.name, idempotency_key, outcome)
+            else:
+                async with conn.transaction():
+                    await store.lock(conn, f"idempotency:{principal.name}:{idempotency_key}")
+                    earlier = await store.idempotent_outcome(conn, principal.name, idempotency_key)
+                    if earlier is not None and earlier.request_hash != request_hash:
+                        raise RequestValidationError(
+                            [
+                                {
+                                    "loc": ("header", "Idempotency-Key"),
+                                    "msg": "this Idempotency-Key was used with a different "
+                                    "request body",
+                                    "type": "idempotency_key_reused",
+                                }
+                            ]
+                        )
+                    replayed = earlier is not None
+                    if earlier is None:
+                        outcome = await record_report(conn, event, request_hash)
+                        await store.remember_outcome(conn, principal.name, idempotency_key, outcome)
+                    else:
+                        outcome = earlier
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
         elif not outcome.duplicate:
-            # Registered before the relay is woken, so the acknowledgement cannot come first;
-            # after the commit, so a failed insert leaves no waiter behind.
-            acknowledged = waiters.register(event.incident_id)
-            relay().wake()
             log.info(
                 "incident received",
                 extra={"incident_id": str(event.incident_id), "channel": event.channel},
             )
-            await waiters.wait(event.incident_id, acknowledged, wait_window(prefer, settings))
+            window = wait_window(prefer, settings)
+            if window == 0:
+                relay().wake()
+                # Answered at acceptance: the incident as just stored, not read back.
+                return created_answer(outcome, JUST_STORED, response)
+            # Registered before the relay is woken, so the acknowledgement cannot come first;
+            # after the commit, so a failed insert leaves no waiter behind.
+            acknowledged = waiters.register(event.incident_id)
+            relay().wake()
+            await waiters.wait(event.incident_id, acknowledged, window)
         else:
             log.info(
                 "repeat report linked",
@@ -358,20 +382,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     async def record_report(
         conn: asyncpg.Connection, event: IncidentReceived, request_hash: str
     ) -> store.IdempotentOutcome:
-        """A new incident, or the repeat of the customer's open one linked to it."""
-        message_fingerprint = fingerprint(event.message)
-        existing = None
-        if settings.duplicate_window_seconds:
-            # One customer's reports one at a time: two identical ones racing stay one incident.
-            await store.lock(conn, f"customer:{event.customer_id}")
-            existing = await store.open_duplicate(
-                conn, event.customer_id, message_fingerprint, settings.duplicate_window_seconds
-            )
-        if existing is not None:
+        """A new incident, or the repeat of the customer's open one linked to it. A new one
+        is one statement: in its own transaction, or the caller's."""
+        existing = await store.record_report(
+            conn, event, fingerprint(event.message), settings.duplicate_window_seconds
+        )
+        if existing is None:
+            return store.IdempotentOutcome(request_hash, event.incident_id, duplicate=False)
+        async with conn.transaction():
             await store.record_repeat_report(conn, existing, event)
-            return store.IdempotentOutcome(request_hash, existing, duplicate=True)
-        await store.record_incident(conn, event, message_fingerprint)
-        return store.IdempotentOutcome(request_hash, event.incident_id, duplicate=False)
+        return store.IdempotentOutcome(request_hash, existing, duplicate=True)
 
     async def created_response(
         outcome: store.IdempotentOutcome, response: Response
@@ -379,6 +399,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         async with pool().acquire() as conn:
             details = await store.accepted_summary(conn, outcome.incident_id)
         assert details is not None
+        return created_answer(outcome, details, response)
+
+    def created_answer(
+        outcome: store.IdempotentOutcome, details: Mapping[str, Any], response: Response
+    ) -> IncidentCreated:
         message = summary_message(details, details["ack_channels"])
         if outcome.duplicate:
             response.status_code = 200

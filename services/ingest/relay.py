@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 import asyncpg
 from aiormq.exceptions import DeliveryError, PublishError
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
-from contracts.topology import EVENTS
+from incidentflow.batched_events import Part
 from incidentflow.loops import survive_round
-from incidentflow.messaging import PUBLISH_TIMEOUT_SECONDS
-from incidentflow.tracing import traced
+from incidentflow.messaging import PUBLISH_TIMEOUT_SECONDS, publish_parts
 from services.ingest import store
 
 log = logging.getLogger("incidentflow.ingest.relay")
@@ -33,6 +33,20 @@ def is_refusal(failure: BaseException) -> bool:
         and not isinstance(failure, PublishError)
         and isinstance(failure.frame, Basic.Nack)
     )
+
+
+# Events per message: what a relay round finds pending goes in messages of at most this many.
+EVENTS_PER_MESSAGE = 100
+
+
+def _messages(rows: list[asyncpg.Record]) -> Iterator[list[asyncpg.Record]]:
+    """The rows in messages: one kind (routing key) each, at most EVENTS_PER_MESSAGE."""
+    kinds: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        kinds.setdefault(row["routing_key"], []).append(row)
+    for group in kinds.values():
+        for start in range(0, len(group), EVENTS_PER_MESSAGE):
+            yield group[start : start + EVENTS_PER_MESSAGE]
 
 
 class OutboxRelay:
@@ -67,38 +81,19 @@ class OutboxRelay:
             rows = await store.pending_outbox(conn, self._batch_size)
             if not rows:
                 return 0
-            # Concurrent publishes, confirms awaited together: one round trip per batch.
-            # Each outcome kept apart, so what the broker confirmed is marked even when
-            # some others failed (the rest would otherwise all go out twice).
+            # What is pending goes together, EVENTS_PER_MESSAGE events of a kind to a message
+            # (incidentflow.batched_events), the confirms awaited together. Each message's
+            # outcome is kept apart, so what the broker confirmed is marked even when another
+            # failed (its events would otherwise all go out twice).
+            messages = list(_messages(rows))
             outcomes = await asyncio.gather(
-                *(
-                    # Each under its incident's trace, stored with the row by the request,
-                    # and each with a deadline: one hung publish must not hold the outbox.
-                    asyncio.wait_for(
-                        traced(
-                            row["payload"].get("trace", {}),
-                            self._broker.publish(
-                                row["payload"],
-                                exchange=EVENTS,
-                                routing_key=row["routing_key"],
-                                persist=True,
-                                mandatory=True,
-                                message_id=str(row["event_id"]),
-                                message_type=row["routing_key"].rsplit(".", 1)[0],
-                                content_type="application/json",
-                                timeout=self._publish_timeout,
-                            ),
-                        ),
-                        self._publish_timeout,
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
+                *(self._publish(message) for message in messages), return_exceptions=True
             )
             confirmed = [
                 row["id"]
-                for row, outcome in zip(rows, outcomes, strict=True)
+                for message, outcome in zip(messages, outcomes, strict=True)
                 if not isinstance(outcome, BaseException)
+                for row in message
             ]
             await store.mark_published(conn, confirmed)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -106,6 +101,19 @@ class OutboxRelay:
         if failures:
             raise failures[0]
         return len(confirmed)
+
+    async def _publish(self, rows: list[asyncpg.Record]) -> None:
+        # Each event under its incident's trace, stored with the row by the request. And a
+        # deadline: one hung publish must not hold the outbox.
+        routing_key: str = rows[0]["routing_key"]
+        async with asyncio.timeout(self._publish_timeout):
+            await publish_parts(
+                self._broker,
+                [Part(str(row["event_id"]), row["trace"] or {}, row["body"]) for row in rows],
+                kind=routing_key.rsplit(".", 1)[0],
+                routing_key=routing_key,
+                mandatory=True,
+            )
 
     def _note_refusals(self, failures: list[BaseException], *, confirmed: int) -> None:
         if any(is_refusal(f) for f in failures):

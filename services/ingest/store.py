@@ -12,26 +12,16 @@ import asyncpg
 from contracts.events import IncidentReceived
 
 
-async def record_incident(
-    conn: asyncpg.Connection, event: IncidentReceived, fingerprint: str
-) -> None:
-    """The incident row, its event and its audit row, in the caller's transaction (the
-    outbox pattern), in one round trip."""
-    payload = event.model_dump_json()
-    await conn.execute(
-        """
-        WITH incident AS (
-            INSERT INTO incidents
-                (id, customer_id, channel, message, email, phone, created_at,
-                 message_fingerprint)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        ), outbox AS (
-            INSERT INTO outbox (event_id, routing_key, payload) VALUES ($9, $10, $11::text::jsonb)
-        )
-        INSERT INTO audit_events
-            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
-        VALUES ('ingest', $12, $9, $1, $13, $11::text::jsonb, 'accepted')
-        """,
+async def record_report(
+    conn: asyncpg.Connection, event: IncidentReceived, fingerprint: str, window_seconds: float
+) -> uuid.UUID | None:
+    """The customer's open incident with the same message reported within the window (nothing
+    stored: the report is a repeat), else None once the incident row, its event (the outbox
+    pattern) and its audit row are stored. One statement, its own transaction unless the
+    caller has one (migration 0009); a window of 0 checks for no repeat."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT ingest_report($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb,"
+        " $13, $14)",
         event.incident_id,
         event.customer_id,
         event.channel,
@@ -40,12 +30,20 @@ async def record_incident(
         event.phone,
         event.created_at,
         fingerprint,
+        float(window_seconds),
         event.event_id,
         event.routing_key(),
-        payload,
+        event.model_dump_json(),
         event.name,
         event.occurred_at,
     )
+
+
+async def record_incident(
+    conn: asyncpg.Connection, event: IncidentReceived, fingerprint: str
+) -> None:
+    """A new incident's rows, whatever the customer reported before."""
+    await record_report(conn, event, fingerprint, 0)
 
 
 async def lock(conn: asyncpg.Connection, name: str) -> None:
@@ -86,23 +84,6 @@ async def remember_outcome(
     )
 
 
-async def open_duplicate(
-    conn: asyncpg.Connection, customer_id: str, fingerprint: str, window_seconds: int
-) -> uuid.UUID | None:
-    """The customer's open incident with the same message, reported within the window."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        """
-        SELECT id FROM incidents
-        WHERE customer_id = $1 AND message_fingerprint = $2 AND status = 'open'
-          AND created_at > now() - make_interval(secs => $3)
-        ORDER BY created_at DESC LIMIT 1
-        """,
-        customer_id,
-        fingerprint,
-        float(window_seconds),
-    )
-
-
 async def record_repeat_report(
     conn: asyncpg.Connection, incident_id: uuid.UUID, report: IncidentReceived
 ) -> None:
@@ -135,10 +116,13 @@ async def record_repeat_report(
 
 
 async def pending_outbox(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Unpublished events, locked so that other ingest replicas skip them."""
+    """Unpublished events, locked so that other ingest replicas skip them: each event's JSON
+    as stored (``body``, bytes to publish) and the trace context it carries (``trace``)."""
     return await conn.fetch(  # type: ignore[no-any-return]
         """
-        SELECT id, event_id, routing_key, payload FROM outbox
+        SELECT id, event_id, routing_key, convert_to(payload::text, 'UTF8') AS body,
+               payload->'trace' AS trace
+        FROM outbox
         WHERE published_at IS NULL ORDER BY id
         LIMIT $1 FOR UPDATE SKIP LOCKED
         """,

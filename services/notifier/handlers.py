@@ -37,9 +37,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             created_at=event.created_at,
         )
         channels = channels_for(event.channel, event.classification, rules)
-        reached = await notifier.acknowledge(
-            view, channels, event.phone, final=on_last_delivery()
-        )
+        reached = await notifier.acknowledge(view, channels, event.phone, final=on_last_delivery())
         await acknowledgements.submit(event)
         acknowledged = IncidentAcknowledged(
             event_id=derived_event_id(event.incident_id, "acknowledged"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -78,6 +77,7 @@ class Notifier:
         self.settings = settings
         self.journal = journal
         self._claims = Batcher.pooled(pool, store.claim_many)
+        self._records = Batcher.pooled_writes(pool, store.record_delivered_many)
 
     async def open_journal(self, directory: Path) -> None:
         """Journal this process's sends in ``directory``, having first recorded what a killed
@@ -195,50 +195,36 @@ class Notifier:
     ) -> str:
         # Between the provider's answer and the record of it, a crash would leave a sent
         # message looking unsent, and it would go again once the lease ran out. So that
-        # moment is kept short: the connection for the record is taken before the send,
-        # and the record goes out the moment the answer is in.
+        # moment is kept short: the record goes out the moment the answer is in, in the
+        # group commit of the sends that finish with it (one round trip for them all).
         # And the moment the provider has the message is journaled on local disk, so even a
         # crash inside that short window does not send it twice (journal.py).
         journal = self.journal
         handover = JournaledSend(journal, key, lease) if journal else None
-        pool = self._pool()
-        conn = await pool.acquire()
         try:
-            try:
-                delivery = await send(handover)
-            except PermanentFailure as exc:
-                await self._record_failure(key, lease, exc, retryable=False, final=final)
-                return "failed"
-            except Exception as exc:
-                await self._record_failure(key, lease, exc, retryable=True, final=final)
-                # Retried with back-off by the delivery policy, then dead-lettered.
-                raise SendFailed(f"{key.channel}/{key.kind}: {type(exc).__name__}") from exc
-            record = (key, delivery.status, delivery.provider_message_id)
-            try:
-                await store.record_delivered(conn, *record)
-                recorded = True
-            except Exception as exc:
-                # Whatever the connection did (a server restarting mid-statement surfaces
-                # as OSError, PostgresError or asyncpg's InternalClientError alike), the
-                # provider has the message: the record is retried below, never skipped.
-                log.warning("recording a sent message failed, retrying", extra={"error": repr(exc)})
-                recorded = False
-        finally:
-            with contextlib.suppress(Exception):
-                await pool.release(conn)
-        if not recorded:
-            # Recording must outlast a database restart: give up only well inside the
-            # lease, so no other delivery can have claimed the row meanwhile.
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(Exception),
-                wait=wait_exponential(multiplier=0.2, max=2),
-                stop=stop_after_delay(self.settings.send_lease_seconds / 2),
-                before_sleep=before_sleep_log(log, logging.WARNING),
-                reraise=True,
-            ):
-                with attempt:
-                    async with self._pool().acquire() as retry_conn:
-                        await store.record_delivered(retry_conn, *record)
+            delivery = await send(handover)
+        except PermanentFailure as exc:
+            await self._record_failure(key, lease, exc, retryable=False, final=final)
+            return "failed"
+        except Exception as exc:
+            await self._record_failure(key, lease, exc, retryable=True, final=final)
+            # Retried with back-off by the delivery policy, then dead-lettered.
+            raise SendFailed(f"{key.channel}/{key.kind}: {type(exc).__name__}") from exc
+        record = (key, delivery.status, delivery.provider_message_id)
+        # Recording must outlast a database restart: give up only well inside the lease, so
+        # no other delivery can have claimed the row meanwhile. Whatever the connection did
+        # (a server restarting mid-statement surfaces as OSError, PostgresError or asyncpg's
+        # InternalClientError alike), the provider has the message: the record is retried,
+        # never skipped.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            stop=stop_after_delay(self.settings.send_lease_seconds / 2),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        ):
+            with attempt:
+                await self._records.submit(record)
         if journal is not None:
             journal.settled(key)
         self._log(key, delivery.status)

@@ -27,8 +27,11 @@ def _fraud_gets_an_sms() -> dict[Category, list[Channel]]:
 class NotifierSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
 
-    prefetch: int = Field(20, ge=1, le=1000)
-    # Each send holds a connection for its record (notify.py), besides the batched writes.
+    # Events in hand at once: enough for max_concurrent_sends with the next ones decoded and
+    # claimed while those are with the SMTP server (docs/decisions.md).
+    prefetch: int = Field(100, ge=1, le=1000)
+    # Claims, records of sends and acknowledgements are group commits (notify.py), each
+    # with a connection of its own while it runs, besides the reminder path.
     db_pool_size: int = Field(15, ge=1, le=100, validation_alias=AliasChoices("DB_POOL_SIZE"))
     # Defaults point at the dev inbox that `make up` starts.
     smtp_host: str = Field("localhost", validation_alias=_env("SMTP_HOST"))
@@ -61,7 +64,9 @@ class NotifierSettings(CommonSettings):
     channel_rules: dict[Category, list[Channel]] = Field(default_factory=_fraud_gets_an_sms)
     # How long a claimed notification is ours; longer than any one send can take.
     send_lease_seconds: int = Field(60, ge=1, le=3600)
-    max_concurrent_sends: int = Field(10, ge=1, le=1000)
+    # SMTP sessions (and Twilio calls) at once: a mail is four round trips to the server, so
+    # a session sends a few dozen a second at most (docs/decisions.md).
+    max_concurrent_sends: int = Field(40, ge=1, le=1000)
     # Where each notifier journals the mails it handed to the server (journal.py): local
     # disk that outlives the process (a volume in containers). Replicas may share it.
     journal_dir: Path = Path("var/notifier-journal")

@@ -125,22 +125,33 @@ async def claim(
     return (await claim_many(conn, [ClaimRequest(key, recipient, message, lease_seconds)]))[0]
 
 
+# A send's outcome to keep: the notification, its status, the provider's id for it.
+Delivered = tuple[Key, str, str | None]
+
+
 async def record_delivered(
     conn: asyncpg.Connection, key: Key, status: str, provider_message_id: str | None
 ) -> None:
+    await record_delivered_many(conn, [(key, status, provider_message_id)])
+
+
+async def record_delivered_many(conn: asyncpg.Connection, records: Sequence[Delivered]) -> None:
+    """Sends' outcomes, in one statement (the notifier's group commit of them)."""
     # Whoever holds the row now, the provider took the message: that is the fact to keep.
     await conn.execute(
         """
-        UPDATE notifications
-        SET status = $4, provider_message_id = $5, last_error = NULL, lease_until = NULL,
-            sent_at = COALESCE(sent_at, now())
-        WHERE incident_id = $1 AND channel = $2 AND kind = $3
+        UPDATE notifications n
+        SET status = d.status, provider_message_id = d.provider_message_id, last_error = NULL,
+            lease_until = NULL, sent_at = COALESCE(n.sent_at, now())
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+            AS d (incident_id, channel, kind, status, provider_message_id)
+        WHERE n.incident_id = d.incident_id AND n.channel = d.channel AND n.kind = d.kind
         """,
-        key.incident_id,
-        key.channel,
-        key.kind,
-        status,
-        provider_message_id,
+        [key.incident_id for key, _, _ in records],
+        [key.channel for key, _, _ in records],
+        [key.kind for key, _, _ in records],
+        [status for _, status, _ in records],
+        [provider_id for _, _, provider_id in records],
     )
 
 

@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from contracts.events import IncidentReceived
-from incidentflow.messaging import make_broker
+from incidentflow.batched_events import BATCH_HEADER, decode_batch
+from incidentflow.messaging import make_broker, publish_parts
 from incidentflow.sandbox import free_port
+from services.ingest import relay as relay_module
 from services.ingest import store
 from services.ingest.app import fingerprint
 from services.ingest.relay import OutboxRelay
@@ -28,7 +30,7 @@ from tests.services.ingest.conftest import (
 BODY = {"customer_id": "bp-1", "channel": "email", "email": "a@b.co"}
 
 
-async def accepted(pool: asyncpg.Pool) -> IncidentReceived:
+async def accepted(pool: asyncpg.Pool, trace: dict[str, str] | None = None) -> IncidentReceived:
     event = IncidentReceived(
         incident_id=uuid.uuid4(),
         customer_id="relay",
@@ -36,6 +38,7 @@ async def accepted(pool: asyncpg.Pool) -> IncidentReceived:
         message="charged twice",
         email="a@b.co",
         created_at=datetime.now(UTC),
+        trace=trace or {},
     )
     async with pool.acquire() as conn, conn.transaction():
         await store.record_incident(conn, event, fingerprint(event.message))
@@ -54,13 +57,41 @@ async def published(pool: asyncpg.Pool, event: IncidentReceived, timeout: float 
     return False
 
 
+async def test_what_is_pending_goes_in_one_message_each_event_with_its_trace(
+    vhost_url: str, pool: asyncpg.Pool
+) -> None:
+    await bind_received_queue(vhost_url, "batch.received")
+    # Events earlier tests left unpublished would join the batch.
+    await pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    traces = [{"traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"} for _ in "abcde"]
+    events = [await accepted(pool, trace=trace) for trace in traces]
+    broker = make_broker(vhost_url, prefetch=1)
+    await broker.connect()
+    try:
+        relay = OutboxRelay(pool, broker, interval=0.1, batch_size=50)
+        assert await relay.publish_pending() == 5
+        assert await relay.publish_pending() == 0  # marked published
+    finally:
+        await broker.stop()
+    connection = await aio_pika.connect(vhost_url)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue("batch.received", passive=True)
+        message = await queue.get(timeout=5)
+        assert await queue.get(fail=False) is None  # one message for the five
+    assert message.headers[BATCH_HEADER] == 5
+    parts = decode_batch(message.body)
+    assert [IncidentReceived.model_validate_json(p.body) for p in parts] == events
+    assert [p.headers for p in parts] == traces
+    assert [p.message_id for p in parts] == [str(e.event_id) for e in events]
+
+
 async def test_a_cancelled_confirm_does_not_kill_the_relay(
     vhost_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await bind_received_queue(vhost_url, "test.received")
     broker = make_broker(vhost_url, prefetch=1)
     await broker.connect()
-    real_publish = broker.publish
+    real_publish = publish_parts
     calls = 0
 
     async def publish_cancelled_once(*args: Any, **kwargs: Any) -> Any:
@@ -71,7 +102,7 @@ async def test_a_cancelled_confirm_does_not_kill_the_relay(
             raise asyncio.CancelledError
         return await real_publish(*args, **kwargs)
 
-    monkeypatch.setattr(broker, "publish", publish_cancelled_once)
+    monkeypatch.setattr(relay_module, "publish_parts", publish_cancelled_once)
     relay = OutboxRelay(pool, broker, interval=0.1, batch_size=50)
     event = await accepted(pool)
     relay.start()
@@ -95,7 +126,7 @@ async def test_a_publish_that_never_returns_does_not_hold_the_outbox(
     await bind_received_queue(vhost_url, "test.received")
     broker = make_broker(vhost_url, prefetch=1)
     await broker.connect()
-    real_publish = broker.publish
+    real_publish = publish_parts
     calls = 0
 
     async def hang_once(*args: Any, **kwargs: Any) -> Any:
@@ -105,7 +136,7 @@ async def test_a_publish_that_never_returns_does_not_hold_the_outbox(
             await asyncio.Event().wait()  # never set: the write that never completes
         return await real_publish(*args, **kwargs)
 
-    monkeypatch.setattr(broker, "publish", hang_once)
+    monkeypatch.setattr(relay_module, "publish_parts", hang_once)
     relay = OutboxRelay(pool, broker, interval=0.1, batch_size=50, publish_timeout=0.5)
     event = await accepted(pool)
     relay.start()

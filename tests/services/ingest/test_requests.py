@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -100,6 +101,54 @@ async def test_duplicate_report_joins_the_open_incident(
 
     other = await client.post("/api/incidents", json=body(customer(), "My card was charged TWICE"))
     assert other.status_code == 202 and other.json()["incident_id"] != first.json()["incident_id"]
+
+
+async def test_wait_0_answers_with_the_incident_as_accepted(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    answer = await client.post(
+        "/api/incidents", json=body(customer()), headers={"Prefer": "wait=0"}
+    )
+    assert answer.status_code == 202
+    created = answer.json()
+    assert answer.headers["Location"] == f"/api/incidents/{created['incident_id']}"
+    assert {k: v for k, v in created.items() if k != "incident_id"} == {
+        "ticket_id": None,
+        "status": "open",
+        "classification": None,
+        "confidence": None,
+        "message": "Incident received and being processed. Follow its state at the Location URL.",
+    }
+    stored = await count(
+        database_url,
+        "SELECT count(*) FROM incidents WHERE id = $1",
+        uuid.UUID(created["incident_id"]),
+    )
+    assert stored == 1
+
+
+async def test_identical_reports_at_once_make_one_incident(
+    rabbitmq_url: str, database_url: str
+) -> None:
+    """The customer's lock inside the one-statement report (migration 0009): reports racing
+    each other still see the incident the first one stored."""
+    settings = ingest_settings(rabbitmq_url, database_url, rate_limit_per_customer="100/minute")
+    who = customer()
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        answers = await asyncio.gather(
+            *(client.post("/api/incidents", json=body(who)) for _ in range(12))
+        )
+    assert sorted(a.status_code for a in answers) == [200] * 11 + [202]
+    assert len({a.json()["incident_id"] for a in answers}) == 1
+    assert (
+        await count(database_url, "SELECT count(*) FROM incidents WHERE customer_id = $1", who) == 1
+    )
+    assert (
+        await count(
+            database_url, "SELECT count(*) FROM incident_reports WHERE customer_id = $1", who
+        )
+        == 11
+    )
 
 
 async def test_duplicate_window_zero_is_off(rabbitmq_url: str, database_url: str) -> None:

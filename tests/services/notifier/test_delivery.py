@@ -297,10 +297,8 @@ async def test_the_handler_sends_as_final_on_its_message_s_last_try(
     """The app, not the Notifier alone: a message on its last try (its retries header at the
     limit) whose send fails leaves the row failed, as the delivery policy dead-letters it."""
     event = await insert_ticketed_incident(database_url)
-    unreachable = {"RABBITMQ_URL": broker_url, "DATABASE_URL": database_url}
-    config = NotifierSettings(  # type: ignore[call-arg]
-        **unreachable, MIGRATE_ON_START="false", SMTP_HOST="127.0.0.1", SMTP_PORT=free_port()
-    )
+    # No SMTP server on its port: every send fails.
+    config = settings(broker_url, database_url, Inbox(), SMTP_PORT=str(free_port()))
     async with notifiers(1, config):
         connection = await aio_pika.connect(broker_url)
         async with connection:

@@ -123,6 +123,40 @@ def test_display_names_keep_their_line_breaks_out_of_the_headers() -> None:
     assert "\n" not in str(address) and "\r" not in str(address)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "customer@example.com",
+        "a.b+tag@mail.example.co.uk",
+        "o'brien@example.ie",
+        "x@localhost",
+        "Support <support@company.com>",
+        '"quoted local"@example.com',
+        "a..b@example.com",
+        ".a@example.com",
+        "bad@@example.com",
+        "a@-example-.com",
+        "zoë@example.com",
+        "a@b@example.com",
+        "a@example.com, b@example.com",
+    ],
+)
+def test_plain_addresses_take_the_short_way_to_the_same_answer(value: str) -> None:
+    """parse_address's pattern for plain addresses agrees with the email package's parser."""
+    header = policy.default.header_factory("To", value)
+    found = header.addresses
+    if header.defects or len(found) != 1 or not found[0].domain:
+        with pytest.raises(ValueError):
+            parse_address.__wrapped__(value)
+        return
+    address = parse_address.__wrapped__(value)
+    assert (str(address), address.addr_spec, address.display_name) == (
+        str(found[0]),
+        found[0].addr_spec,
+        found[0].display_name,
+    )
+
+
 def test_non_ascii_names_are_encoded_and_non_ascii_addresses_go_as_utf8() -> None:
     named = on_the_wire(
         email_message(

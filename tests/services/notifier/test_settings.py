@@ -16,7 +16,8 @@ def test_defaults_log_texts_and_add_an_sms_for_fraud() -> None:
     settings = load()
     assert not settings.twilio_configured
     assert settings.channel_rules == {"fraud_report": ["sms"]}
-    assert (settings.send_lease_seconds, settings.max_concurrent_sends) == (60, 10)
+    assert (settings.send_lease_seconds, settings.max_concurrent_sends) == (60, 40)
+    assert (settings.prefetch, settings.db_pool_size) == (100, 15)
     assert settings.smtp_validate_certs and settings.smtp_ca_file is None
 
 

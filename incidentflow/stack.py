@@ -34,6 +34,8 @@ class Stack:
     base_port: int = 8000
     mail_port: int = 1025
     env: dict[str, str] = field(default_factory=dict)
+    # Where the dev inbox keeps mails; var_dir/mail unless set.
+    mail_root: Path | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -45,7 +47,7 @@ class Stack:
 
     @property
     def mail_dir(self) -> Path:
-        return self.var_dir / "mail"
+        return self.mail_root or self.var_dir / "mail"
 
     def port(self, service: str) -> int:
         return self.base_port + list(SERVICES).index(service)

@@ -465,11 +465,9 @@ class _BrokenConnection:
 class _PoolLosingItsConnections:
     """A pool whose connection breaks while it is held (as in a Postgres restart)."""
 
-    async def acquire(self) -> _BrokenConnection:
-        return _BrokenConnection()
-
-    async def release(self, conn: _BrokenConnection) -> None:
-        raise ConnectionResetError("nothing to give back")
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_BrokenConnection]:
+        yield _BrokenConnection()
 
 
 async def test_recording_a_sent_mail_outlasts_a_database_outage(
@@ -482,7 +480,7 @@ async def test_recording_a_sent_mail_outlasts_a_database_outage(
 
     def flaky_pool() -> Any:
         outage["calls"] += 1
-        # Call 1 claims. Call 2 is the connection held across the send, lost meanwhile;
+        # Call 1 claims. Call 2, the record's, gets a connection that breaks mid-statement;
         # call 3, the first retry of the record, finds the database still away.
         if outage["calls"] == 2:
             return _PoolLosingItsConnections()

@@ -39,13 +39,6 @@ async def record_report(
     )
 
 
-async def record_incident(
-    conn: asyncpg.Connection, event: IncidentReceived, fingerprint: str
-) -> None:
-    """A new incident's rows, whatever the customer reported before."""
-    await record_report(conn, event, fingerprint, 0)
-
-
 async def lock(conn: asyncpg.Connection, name: str) -> None:
     """Serialise transactions on ``name`` until the caller's transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)

@@ -129,12 +129,6 @@ async def claim(
 Delivered = tuple[Key, str, str | None]
 
 
-async def record_delivered(
-    conn: asyncpg.Connection, key: Key, status: str, provider_message_id: str | None
-) -> None:
-    await record_delivered_many(conn, [(key, status, provider_message_id)])
-
-
 async def record_delivered_many(conn: asyncpg.Connection, records: Sequence[Delivered]) -> None:
     """Sends' outcomes, in one statement (the notifier's group commit of them)."""
     # Whoever holds the row now, the provider took the message: that is the fact to keep.

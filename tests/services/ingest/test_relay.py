@@ -41,7 +41,7 @@ async def accepted(pool: asyncpg.Pool, trace: dict[str, str] | None = None) -> I
         trace=trace or {},
     )
     async with pool.acquire() as conn, conn.transaction():
-        await store.record_incident(conn, event, fingerprint(event.message))
+        await store.record_report(conn, event, fingerprint(event.message), 0)
     return event
 
 

@@ -348,7 +348,7 @@ async def test_a_claim_is_exclusive_until_its_lease_expires(
         # The first holder's lease is gone: its late failure must not undo the new claim.
         await store.record_failure(conn, key, first.lease, "late", retryable=True, final=True)
         assert (await claim()).status == "sending"
-        await store.record_delivered(conn, key, "sent", "250 ok")
+        await store.record_delivered_many(conn, [(key, "sent", "250 ok")])
     done = await claim()
     assert (done.owned, done.status) == (False, "sent")
     assert (await rows(database_url, event.incident_id))["email/ack"]["attempts"] == 2

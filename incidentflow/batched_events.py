@@ -35,10 +35,10 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.exceptions import AckMessage, NackMessage
@@ -76,6 +76,20 @@ class WholeBatch:
 
     model: type[Envelope]
     handle: Callable[[list[Any]], Awaitable[None]]
+
+
+T = TypeVar("T")
+
+
+def in_messages(items: Sequence[T], kind: Callable[[T], str], size: int) -> Iterator[list[T]]:
+    """``items`` as the batches to send them in: one kind (routing key) each, in order, at
+    most ``size`` events each."""
+    kinds: dict[str, list[T]] = {}
+    for item in items:
+        kinds.setdefault(kind(item), []).append(item)
+    for group in kinds.values():
+        for start in range(0, len(group), size):
+            yield group[start : start + size]
 
 
 def encode_batch(events: Sequence[tuple[Envelope, Mapping[str, str]]]) -> bytes:

@@ -44,6 +44,7 @@ from incidentflow.batched_events import (
     Part,
     consuming_queue,
     encode_parts,
+    in_messages,
 )
 from incidentflow.metrics import record_failed_delivery, record_publish
 from incidentflow.privacy import mask_text
@@ -400,14 +401,10 @@ class BatchPublisher:
 
     def _send_pending(self) -> None:
         pending, self._pending = self._pending, []
-        kinds: dict[str, list[_Pending]] = {}
-        for item in pending:
-            kinds.setdefault(item[0].routing_key(), []).append(item)
-        for group in kinds.values():
-            for start in range(0, len(group), self._max_size):
-                task = asyncio.create_task(self._send(group[start : start + self._max_size]))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+        for batch in in_messages(pending, lambda item: item[0].routing_key(), self._max_size):
+            task = asyncio.create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send(self, items: list[_Pending]) -> None:
         try:

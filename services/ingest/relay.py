@@ -11,14 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
 
 import asyncpg
 from aiormq.exceptions import DeliveryError, PublishError
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
-from incidentflow.batched_events import Part
+from incidentflow.batched_events import Part, in_messages
 from incidentflow.loops import survive_round
 from incidentflow.messaging import PUBLISH_TIMEOUT_SECONDS, publish_parts
 from services.ingest import store
@@ -37,16 +36,6 @@ def is_refusal(failure: BaseException) -> bool:
 
 # Events per message: what a relay round finds pending goes in messages of at most this many.
 EVENTS_PER_MESSAGE = 100
-
-
-def _messages(rows: list[asyncpg.Record]) -> Iterator[list[asyncpg.Record]]:
-    """The rows in messages: one kind (routing key) each, at most EVENTS_PER_MESSAGE."""
-    kinds: dict[str, list[asyncpg.Record]] = {}
-    for row in rows:
-        kinds.setdefault(row["routing_key"], []).append(row)
-    for group in kinds.values():
-        for start in range(0, len(group), EVENTS_PER_MESSAGE):
-            yield group[start : start + EVENTS_PER_MESSAGE]
 
 
 class OutboxRelay:
@@ -85,7 +74,7 @@ class OutboxRelay:
             # (incidentflow.batched_events), the confirms awaited together. Each message's
             # outcome is kept apart, so what the broker confirmed is marked even when another
             # failed (its events would otherwise all go out twice).
-            messages = list(_messages(rows))
+            messages = list(in_messages(rows, lambda row: row["routing_key"], EVENTS_PER_MESSAGE))
             outcomes = await asyncio.gather(
                 *(self._publish(message) for message in messages), return_exceptions=True
             )

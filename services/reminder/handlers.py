@@ -23,6 +23,7 @@ from contracts.events import (
     derived_event_id,
 )
 from contracts.topology import REMINDER_DUE, REMINDER_TICK, REMINDER_TICKETED
+from incidentflow.batched_events import in_messages
 from incidentflow.loops import survive_round
 from incidentflow.messaging import publish_batch, publish_delayed
 from incidentflow.metrics import record_reminder_lateness
@@ -187,8 +188,8 @@ class Reminders:
         # a message body is held whole in memory by the broker and by each consumer.
         await asyncio.gather(
             *(
-                publish_batch(self.runtime.broker, requests[i : i + REQUESTS_PER_MESSAGE])
-                for i in range(0, len(requests), REQUESTS_PER_MESSAGE)
+                publish_batch(self.runtime.broker, batch)
+                for batch in in_messages(requests, lambda r: r.routing_key(), REQUESTS_PER_MESSAGE)
             )
         )
         log.info(

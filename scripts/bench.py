@@ -29,6 +29,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -50,6 +51,8 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incid
 DEFAULT_RATES = "50,100,200,300,400,500,600,800,1000"
 E2E_P99_LIMIT_MS = 1000.0
 KEEP_UP = 0.95
+# Processes of the benchmark itself, not of the system under test.
+HARNESS = ("loadgen", "mailbox")
 STAGES = (
     ("sentiment", "created_at", "scored_at"),
     ("classifier", "scored_at", "classified_at"),
@@ -73,6 +76,7 @@ class Processes:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.cpu: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self.rss_mb: dict[str, float] = {}
         self._start: dict[str, float] = {}
         self._began = 0.0
@@ -123,6 +127,7 @@ class Processes:
             self.rss_mb[name] = max(self.rss_mb.get(name, 0.0), self._rss_mb(procs))
             if name in self._start:
                 used = self._cpu_seconds(procs) - self._start[name]
+                self.cpu_seconds[name] = used
                 self.cpu[name] = 100 * used / wall
 
 
@@ -140,6 +145,7 @@ class Step:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -150,6 +156,12 @@ class Step:
             and self.completed_per_s >= KEEP_UP * self.rate
             and percentile(self.e2e_ms, 0.99) <= E2E_P99_LIMIT_MS
         )
+
+    def cpu_ms_per_incident(self, names: tuple[str, ...], inside: bool) -> float:
+        """CPU of the processes named in ``names`` (or of all the others) per incident
+        completed: a figure that compares across VMs better than a rate does."""
+        used = sum(s for n, s in self.cpu_seconds.items() if (n in names) == inside)
+        return 1000 * used / max(self.completed, 1)
 
     def report(self) -> str:
         lines = [
@@ -163,6 +175,9 @@ class Step:
             "  stages ms p50/p95/p99: "
             + "  ".join(f"{name}={spread(ms)}" for name, ms in self.stage_ms.items()),
             "  cpu %: " + " ".join(f"{n}={c:.0f}" for n, c in sorted(self.cpu.items())),
+            f"  cpu ms per incident: system={self.cpu_ms_per_incident(HARNESS, False):.1f}"
+            f" (the benchmark's own load generator and mail sink:"
+            f" {self.cpu_ms_per_incident(HARNESS, True):.1f})",
             "  rss MB: " + " ".join(f"{n}={r:.0f}" for n, r in sorted(self.rss_mb.items())),
         ]
         return "\n".join(lines)
@@ -180,6 +195,69 @@ async def timings(database_url: str, ids: list[uuid.UUID]) -> list[asyncpg.Recor
         )
     finally:
         await conn.close()
+
+
+# Autovacuum's default thresholds (autovacuum_vacuum_threshold and _scale_factor, and the
+# analyze ones): a table is vacuumed past 50 + 20 % of its rows dead, analyzed past 50 + 10 %
+# of them changed since the last analyze.
+NEEDS_VACUUM = """
+    SELECT relname FROM pg_stat_user_tables
+    WHERE n_dead_tup > 50 + 0.2 * n_live_tup OR n_mod_since_analyze > 50 + 0.1 * n_live_tup
+"""
+
+
+class AutovacuumStandIn:
+    """What autovacuum does, for a Postgres that runs without it (this project's machines:
+    ``autovacuum = off``). Every deployment runs autovacuum (Postgres' default, the compose
+    file's image, any managed Postgres), and without it the benchmark measures a system no one
+    runs: tables that only grow dead rows, and plans that never change. The services'
+    prepared statements keep the plans made when the tables were empty, sequential scans,
+    until an ANALYZE invalidates them; that alone made Postgres' CPU grow through a run
+    (docs/performance.md, session 11).
+
+    Every ``naptime`` seconds it vacuums and analyzes each table of the benchmark's database
+    past autovacuum's default thresholds, as autovacuum's worker would. The naptime is
+    shorter than autovacuum's minute because a run lasts minutes, not months: the steady
+    state comes sooner, at the same per-table thresholds. Does nothing where autovacuum is on.
+    """
+
+    def __init__(self, database_url: str, naptime: float = 10.0) -> None:
+        self.database_url = database_url
+        self.naptime = naptime
+        self.vacuums = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="autovacuum-stand-in", daemon=True)
+
+    def __enter__(self) -> AutovacuumStandIn:
+        if asyncio.run(self._autovacuum_off()):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    async def _autovacuum_off(self) -> bool:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return await conn.fetchval("SHOW autovacuum") == "off"  # type: ignore[no-any-return]
+        finally:
+            await conn.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.naptime):
+            self.vacuums += asyncio.run(self._round())
+
+    async def _round(self) -> int:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            tables = [r["relname"] for r in await conn.fetch(NEEDS_VACUUM)]
+            for table in tables:
+                await conn.execute(f'VACUUM (ANALYZE) "{table}"')
+            return len(tables)
+        finally:
+            await conn.close()
 
 
 async def wait_completed(database_url: str, ids: list[uuid.UUID], timeout: float) -> None:
@@ -245,7 +323,11 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
         rows = asyncio.run(timings(database_url, ids))
         if sum(r["acknowledged_at"] is not None for r in rows) >= len(ids):
             break
-    step.cpu, step.rss_mb = processes.cpu, processes.rss_mb
+    step.cpu, step.cpu_seconds, step.rss_mb = (
+        processes.cpu,
+        processes.cpu_seconds,
+        processes.rss_mb,
+    )
     rows = asyncio.run(timings(database_url, ids))
     done = [r for r in rows if r["acknowledged_at"] is not None]
     step.completed = len(done)
@@ -287,15 +369,22 @@ def bench(rates: list[float], seconds: float, log_level: str) -> int:
             )
             best: Step | None = None
             misses = 0
-            for rate in rates:
-                step = run_step(stack, database_url, api_key, rate, seconds)
-                print(step.report(), flush=True)
-                if step.sustained:
-                    best, misses = step, 0
-                else:
-                    misses += 1
-                    if misses == 2:  # two rates in a row beyond reach: higher ones are too
-                        break
+            with AutovacuumStandIn(database_url) as autovacuum:
+                for rate in rates:
+                    step = run_step(stack, database_url, api_key, rate, seconds)
+                    print(step.report(), flush=True)
+                    if step.sustained:
+                        best, misses = step, 0
+                    else:
+                        misses += 1
+                        if misses == 2:  # two rates in a row beyond reach: higher ones are too
+                            break
+                if autovacuum.vacuums:
+                    print(
+                        f"autovacuum is off here; the stand-in vacuumed {autovacuum.vacuums}"
+                        " times (scripts/bench.py, AutovacuumStandIn)",
+                        flush=True,
+                    )
         finally:
             stack.stop()
     if best is None:

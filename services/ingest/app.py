@@ -187,7 +187,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await migrate(settings.database_url)
         pool = await create_pool(settings.database_url, settings.db_pool_size)
         relay = OutboxRelay(
-            pool, broker, settings.relay_interval_seconds, settings.relay_batch_size
+            pool,
+            broker,
+            settings.relay_interval_seconds,
+            settings.relay_batch_size,
+            linger=settings.relay_linger_seconds,
         )
         state.update(pool=pool, relay=relay)
         starter = asyncio.create_task(keep_broker_started())

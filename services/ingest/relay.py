@@ -46,8 +46,11 @@ class OutboxRelay:
         interval: float,
         batch_size: int,
         publish_timeout: float = PUBLISH_TIMEOUT_SECONDS,
+        *,
+        linger: float = 0.0,
     ) -> None:
         self._pool = pool
+        self._linger = linger
         self._publish_timeout = publish_timeout
         self._broker = broker
         self._interval = interval
@@ -127,6 +130,8 @@ class OutboxRelay:
                 await asyncio.sleep(self._interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                if self._linger:
+                    await asyncio.sleep(self._linger)
             self._wake.clear()
 
     def start(self) -> None:

@@ -33,6 +33,10 @@ class IngestSettings(CommonSettings):
     # How often the outbox relay looks for events it has not published yet.
     relay_interval_seconds: float = Field(1.0, gt=0)
     relay_batch_size: int = Field(200, ge=1, le=5000)
+    # How long the relay, woken by an insert, waits for more before it publishes: what
+    # arrives meanwhile goes in the same message, and every step after handles it as one
+    # batch (docs/decisions.md, "Batches from the first hop").
+    relay_linger_seconds: float = Field(0.05, ge=0, le=1)
 
     # Entries `name:scope1+scope2:sha256hex` (`incidentflow api-key new` prints one); the keys
     # themselves are never configured. None configured and no JWT issuer = open API (dev/test).

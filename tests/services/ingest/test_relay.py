@@ -85,6 +85,36 @@ async def test_what_is_pending_goes_in_one_message_each_event_with_its_trace(
     assert [p.message_id for p in parts] == [str(e.event_id) for e in events]
 
 
+async def test_what_arrives_while_the_relay_lingers_goes_in_the_same_message(
+    vhost_url: str, pool: asyncpg.Pool
+) -> None:
+    await bind_received_queue(vhost_url, "linger.received")
+    await pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    broker = make_broker(vhost_url, prefetch=1)
+    await broker.connect()
+    # A poll interval far off: only the wakes below start a round.
+    relay = OutboxRelay(pool, broker, interval=30, batch_size=50, linger=0.5)
+    relay.start()
+    try:
+        await asyncio.sleep(0.2)  # its first round, with nothing pending, is over
+        first = await accepted(pool)
+        relay.wake()
+        await asyncio.sleep(0.1)
+        later = [await accepted(pool) for _ in range(3)]
+        relay.wake()
+        assert await published(pool, first) and await published(pool, later[-1])
+    finally:
+        await relay.stop()
+        await broker.stop()
+    connection = await aio_pika.connect(vhost_url)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue("linger.received", passive=True)
+        message = await queue.get(timeout=5)
+        assert await queue.get(fail=False) is None  # without the linger, the first went alone
+    parts = decode_batch(message.body)
+    assert [IncidentReceived.model_validate_json(p.body) for p in parts] == [first, *later]
+
+
 async def test_a_cancelled_confirm_does_not_kill_the_relay(
     vhost_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

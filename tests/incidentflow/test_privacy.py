@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incidentflow.logs import configure_logging
-from incidentflow.privacy import mask_email, mask_phone, mask_text
+from incidentflow.privacy import _mask_contacts, mask_email, mask_phone, mask_text
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 20 7946 0958"
@@ -48,6 +48,11 @@ def test_contact_data_in_free_text_is_masked(text: str, masked: str) -> None:
 )
 def test_ids_dates_and_numbers_are_left_alone(text: str) -> None:
     assert mask_text(text) == text
+
+
+@given(st.text() | st.text(alphabet="0123456789 .()-+@xy:/_"))
+def test_the_quick_check_never_skips_what_the_patterns_would_mask(text: str) -> None:
+    assert mask_text(text) == _mask_contacts(text)
 
 
 def test_mask_email_and_phone_match_the_notifier_forms() -> None:

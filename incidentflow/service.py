@@ -96,9 +96,10 @@ class ServiceRuntime:
     ) -> None:
         """Hand the batches arriving on ``route``'s queue to ``handle`` whole, past the
         per-event chain (incidentflow.batched_events); its subscriber still handles single
-        messages and what ``handle`` fails. For a step that publishes no event per event:
-        ``handle`` runs without each event's trace context (and unused with an exporter:
-        incidentflow.metrics.instrument_messaging)."""
+        messages and what ``handle`` fails. ``handle`` runs outside the events' trace
+        contexts: what it publishes or logs for an event, it does under the context the event
+        carries (``tracing.traced(event.trace, ...)``). Unused with an exporter, where each
+        event keeps its own span (incidentflow.metrics.instrument_messaging)."""
         self._whole_batches[route.queue_name] = timed_whole_batch(route.queue_name, model, handle)
 
     @property

@@ -8,8 +8,9 @@ every log line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -138,6 +139,20 @@ async def traced(carrier: Mapping[str, str], operation: Awaitable[T]) -> T:
     asyncio.gather does), each publish of a batch continues its own incident's trace."""
     with publish_context(carrier):
         return await operation
+
+
+async def each_traced(operations: Iterable[tuple[Mapping[str, str], Awaitable[T]]]) -> list[T]:
+    """Await each ``(carrier, operation)`` under its own trace context, concurrently (the events
+    of a whole batch, each published and logged in its incident's trace); the first failure is
+    raised once every operation has finished."""
+    outcomes = await asyncio.gather(
+        *(traced(carrier, operation) for carrier, operation in operations),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]  # no exception among them
 
 
 class TraceContextFilter(logging.Filter):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from contracts.events import IncidentClassified, IncidentScored, derived_event_id
 from contracts.topology import CLASSIFIER_SCORED
 from incidentflow.metrics import record_classification
 from incidentflow.service import ServiceRuntime
+from incidentflow.tracing import each_traced
 from services.classifier import store
-from services.classifier.classify import Classifier
+from services.classifier.classify import Classification, Classifier
 
 log = logging.getLogger("incidentflow.classifier")
 
@@ -17,11 +19,11 @@ log = logging.getLogger("incidentflow.classifier")
 def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: float) -> None:
     classifications = runtime.step_writes(store.save_classifications)
 
-    @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
-    async def on_incident_scored(event: IncidentScored) -> None:
+    async def decide(event: IncidentScored) -> store.Decided:
         result = await classifier.classify(event.message)
-        needs_review = result.confidence < review_threshold
-        await classifications.submit((event, result, needs_review))
+        return event, result, result.confidence < review_threshold
+
+    async def announce(event: IncidentScored, result: Classification, needs_review: bool) -> None:
         classified = IncidentClassified(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "classified"),
@@ -43,3 +45,18 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
                 "model": result.model,
             },
         )
+
+    @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
+    async def on_incident_scored(event: IncidentScored) -> None:
+        decided = await decide(event)
+        await classifications.submit(decided)
+        await announce(*decided)
+
+    async def on_batch(events: list[IncidentScored]) -> None:
+        """A batch's events together: classified concurrently (Gemini's client bounds its own
+        calls), one write, then each published and logged under its own incident's trace."""
+        decided = await asyncio.gather(*(decide(event) for event in events))
+        await classifications.submit_all(decided)
+        await each_traced((d[0].trace, announce(*d)) for d in decided)
+
+    runtime.handle_batches(CLASSIFIER_SCORED, IncidentScored, on_batch)

@@ -21,7 +21,9 @@ FROM step JOIN handled USING (event_id)
 WHERE i.id = step.incident_id AND i.classified_at IS NULL
 """
 
-Classified = Sequence[tuple[IncidentScored, Classification, bool]]
+# An event, its classification, and whether it needs a person's review.
+Decided = tuple[IncidentScored, Classification, bool]
+Classified = Sequence[Decided]
 
 
 async def save_classifications(

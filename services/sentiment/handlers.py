@@ -7,8 +7,9 @@ import logging
 from contracts.events import IncidentReceived, IncidentScored, derived_event_id
 from contracts.topology import SENTIMENT_RECEIVED
 from incidentflow.service import ServiceRuntime
+from incidentflow.tracing import each_traced
 from services.sentiment import store
-from services.sentiment.score import SentimentScorer
+from services.sentiment.score import Score, SentimentScorer
 
 log = logging.getLogger("incidentflow.sentiment")
 
@@ -16,10 +17,7 @@ log = logging.getLogger("incidentflow.sentiment")
 def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
     scores = runtime.step_writes(store.save_scores)
 
-    @runtime.broker.subscriber(SENTIMENT_RECEIVED.queue, SENTIMENT_RECEIVED.source)
-    async def on_incident_received(event: IncidentReceived) -> None:
-        score = scorer.score(event.message)
-        await scores.submit((event, score))
+    async def announce(event: IncidentReceived, score: Score) -> None:
         scored = IncidentScored(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "scored"),
@@ -31,3 +29,20 @@ def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
             "incident scored",
             extra={"incident_id": str(event.incident_id), "sentiment": score.sentiment},
         )
+
+    @runtime.broker.subscriber(SENTIMENT_RECEIVED.queue, SENTIMENT_RECEIVED.source)
+    async def on_incident_received(event: IncidentReceived) -> None:
+        score = scorer.score(event.message)
+        await scores.submit((event, score))
+        await announce(event, score)
+
+    async def on_batch(events: list[IncidentReceived]) -> None:
+        """A batch's events together: one write, then each published (and logged) under its
+        own incident's trace, which it carries, as the per-event chain would have."""
+        scored = [(event, scorer.score(event.message)) for event in events]
+        await scores.submit_all(scored)
+        # One failed: the batch goes the per-event way, and what went out goes again, as on
+        # a redelivery (the next steps are idempotent).
+        await each_traced((event.trace, announce(event, score)) for event, score in scored)
+
+    runtime.handle_batches(SENTIMENT_RECEIVED, IncidentReceived, on_batch)

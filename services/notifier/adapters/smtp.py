@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 import socket
 import time
-from email.message import Message
+from email.generator import BytesGenerator
+from email.message import EmailMessage, Message
+from email.policy import Compat32
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +18,38 @@ import aiosmtplib
 from services.notifier.adapters.base import Delivery, Handover, PermanentFailure
 
 _END_OF_DATA = b"\r\n.\r\n"
+
+# Printable ASCII only: no character that the email package's header code splits lines at.
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+
+
+class _Compat32OnTheWire(Compat32):
+    """compat32, the policy aiosmtplib flattens a ``Message`` with, except that a header
+    short enough to need no folding is written as it is. compat32 builds a ``Header`` object
+    for every header and runs its folding algorithm: 60 % of flattening a mail, for values
+    that come out unchanged. A test holds this to compat32's own output.
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        limit = self.max_line_length or 78
+        if (
+            isinstance(value, str)
+            and len(name) + 2 + len(value) <= limit
+            and _PRINTABLE_ASCII.fullmatch(value)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)  # type: ignore[misc, no-any-return]
+
+
+ON_THE_WIRE = _Compat32OnTheWire(linesep="\r\n")
+
+
+def wire_bytes(mail: Message) -> bytes:
+    """``mail`` as the bytes SMTP's DATA carries (before dot-stuffing), as aiosmtplib's
+    ``send_message`` would flatten a compat32 message."""
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=ON_THE_WIRE).flatten(mail)
+        return out.getvalue()
 
 
 class _SMTP(aiosmtplib.SMTP):
@@ -108,9 +144,15 @@ class SmtpMailer:
                 client.handover = handover
                 try:
                     # An explicit envelope: the recipients are never read from headers.
-                    _, reply = await client.send_message(
-                        mail, sender=sender, recipients=[recipient]
-                    )
+                    if isinstance(mail, EmailMessage):
+                        # An internationalised address: aiosmtplib decides on SMTPUTF8.
+                        _, reply = await client.send_message(
+                            mail, sender=sender, recipients=[recipient]
+                        )
+                    else:
+                        # ASCII headers and base64 bodies (compose.py): 7-bit clean for any
+                        # server, flattened here, faster (_Compat32OnTheWire).
+                        _, reply = await client.sendmail(sender, [recipient], wire_bytes(mail))
                 except BaseException:
                     # Whatever state the session is in now, it is not reused.
                     client.close()

@@ -13,10 +13,12 @@ from email.message import EmailMessage, Message
 import aiosmtplib
 import pytest
 from aiosmtplib.email import flatten_message
+from hypothesis import given
+from hypothesis import strategies as st
 
-from contracts.events import Category
+from contracts.events import Category, NotificationKind
 from services.notifier.adapters.base import PermanentFailure
-from services.notifier.adapters.smtp import SmtpMailer
+from services.notifier.adapters.smtp import ON_THE_WIRE, SmtpMailer, wire_bytes
 from services.notifier.compose import (
     IncidentView,
     channels_for,
@@ -80,6 +82,29 @@ def test_acknowledgement_follows_the_seed() -> None:
         assert line in text
     for fragment in ("TKT-98042a72", "November 09, 2025 at 10:30 AM UTC", "deducted twice"):
         assert fragment in html
+
+
+@pytest.mark.parametrize("kind", ["ack", "reminder", "escalation"])
+def test_mail_goes_out_as_aiosmtplib_would_flatten_it(kind: NotificationKind) -> None:
+    mail = email_message(VIEW, kind, SENDER, "s@c.com").mail
+    # aiosmtplib ends lines with LF and makes them CRLF as it sends.
+    assert wire_bytes(mail) == flatten_message(mail).replace(b"\n", b"\r\n")
+
+
+@given(
+    st.sampled_from(["To", "Subject", "Message-ID", "Content-Type", "X-Long-Header-Name"]),
+    st.text(max_size=120) | st.text(alphabet=st.characters(max_codepoint=127), max_size=90),
+)
+def test_headers_go_out_as_compat32_folds_them(name: str, value: str) -> None:
+    compat32 = policy.compat32.clone(linesep="\r\n")
+
+    def folded(with_policy: policy.Policy) -> bytes | type[Exception]:
+        try:
+            return with_policy.fold_binary(name, value)
+        except Exception as exc:  # a value compat32 refuses must be refused the same way
+            return type(exc)
+
+    assert folded(ON_THE_WIRE) == folded(compat32)
 
 
 def test_mail_is_multipart_alternative_text_then_html() -> None:

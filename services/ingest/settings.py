@@ -35,7 +35,8 @@ class IngestSettings(CommonSettings):
     relay_batch_size: int = Field(200, ge=1, le=5000)
     # How long the relay, woken by an insert, waits for more before it publishes: what
     # arrives meanwhile goes in the same message, and every step after handles it as one
-    # batch (docs/decisions.md, "Batches from the first hop").
+    # batch (docs/decisions.md, "A Postgres without autovacuum, and batches from the first
+    # hop").
     relay_linger_seconds: float = Field(0.05, ge=0, le=1)
 
     # Entries `name:scope1+scope2:sha256hex` (`incidentflow api-key new` prints one); the keys

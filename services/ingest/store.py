@@ -127,10 +127,11 @@ async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
     await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids)
 
 
+# ticket_fallback is false from the start (migration 0010); without a ticket it says nothing.
 INCIDENT_COLUMNS = """
     id AS incident_id, customer_id, channel, message, status, sentiment, polarity,
     classification, confidence, reason, classifier_model, needs_review, ticket_id,
-    ticket_fallback, repeat_reports,
+    CASE WHEN ticket_id IS NOT NULL THEN ticket_fallback END AS ticket_fallback, repeat_reports,
     reminder_sent, created_at, scored_at, classified_at, ticketed_at, acknowledged_at,
     resolved_at
 """

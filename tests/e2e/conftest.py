@@ -21,7 +21,7 @@ import pytest
 
 from contracts.events import Event, IncidentTicketed
 from incidentflow.messaging import make_broker, publish_batch, publish_event
-from incidentflow.sandbox import own_vhost
+from incidentflow.sandbox import own_database, own_vhost
 from incidentflow.stack import REPO_ROOT, SERVICES, Stack
 from tests.conftest import RABBITMQ_URL, free_port, free_port_block
 from tests.e2e.otlp import OtlpCollector
@@ -150,6 +150,16 @@ def isolated_rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
     """A vhost of its own: the session's stack must not consume this test's messages."""
     base = RABBITMQ_URL if "incidentflow-test" in rabbitmq_url else rabbitmq_url
     with own_vhost(base) as url:
+        yield url
+
+
+@pytest.fixture
+def own_database_url(database_url: str) -> Iterator[str]:
+    """A database of its own, for a test that runs a reminder service of its own. The session's
+    stack shares ``database_url``, and each tick of its reminder service claims every reminder
+    due by the tick's slot, whoever scheduled it: it would take this test's reminders and send
+    their requests to the stack's vhost (a sweep test lost its reminder that way in CI)."""
+    with own_database(database_url, "own") as url:
         yield url
 
 

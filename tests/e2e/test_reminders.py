@@ -132,15 +132,15 @@ async def wait_scheduled(database_url: str, *events: IncidentTicketed) -> None:
 
 async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_twice(
     isolated_rabbitmq_url: str,
-    database_url: str,
+    own_database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
-    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
+    service = ReminderProcess(isolated_rabbitmq_url, own_database_url, tmp_path / "reminder.log")
     service.start()
-    event = await new_incident(database_url)
+    event = await new_incident(own_database_url)
     await publish(isolated_rabbitmq_url, event)
-    await wait_scheduled(database_url, event)
+    await wait_scheduled(own_database_url, event)
     service.kill(signal.SIGKILL)  # while the follow-up waits in the delay queues
     time.sleep(DELAY + 1)  # it falls due while nobody listens
     service.start()
@@ -149,43 +149,43 @@ async def test_kill_9_of_the_reminder_service_loses_no_reminder_and_sends_none_t
     finally:
         service.kill(signal.SIGTERM)
     assert arrived == [str(event.incident_id)]
-    assert await reminder_state(database_url, event.incident_id) == "requested"
+    assert await reminder_state(own_database_url, event.incident_id) == "requested"
 
 
 async def test_a_batch_of_ticketed_incidents_gets_one_follow_up_each_despite_a_bad_one(
     isolated_rabbitmq_url: str,
-    database_url: str,
+    own_database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
     """incident.ticketed as ticketing sends it at load: several in one message. An event the
     service cannot handle (its incident is not in the database) waits for its retry alone."""
-    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
+    service = ReminderProcess(isolated_rabbitmq_url, own_database_url, tmp_path / "reminder.log")
     service.start()
     try:
-        events = [await new_incident(database_url) for _ in range(3)]
+        events = [await new_incident(own_database_url) for _ in range(3)]
         unknown = events[0].model_copy(
             update={"incident_id": uuid.uuid4(), "event_id": uuid.uuid4()}
         )
         await publish(isolated_rabbitmq_url, *events, unknown, batched=True)
-        await wait_scheduled(database_url, *events)
+        await wait_scheduled(own_database_url, *events)
         arrived = await requests_for(requests_queue, wait=DELAY + 3)
     finally:
         service.kill(signal.SIGTERM)
     assert sorted(arrived) == sorted(str(e.incident_id) for e in events)
-    assert await reminder_state(database_url, unknown.incident_id) is None
+    assert await reminder_state(own_database_url, unknown.incident_id) is None
     log = (tmp_path / "reminder.log").read_text()
     assert "handler failed, will retry" in log and str(unknown.event_id) in log
 
 
 async def test_sweep_fires_a_reminder_the_broker_lost_and_one_whose_request_lapsed(
     isolated_rabbitmq_url: str,
-    database_url: str,
+    own_database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
-    lost, lapsed = await new_incident(database_url), await new_incident(database_url)
-    conn = await asyncpg.connect(database_url)
+    lost, lapsed = await new_incident(own_database_url), await new_incident(own_database_url)
+    conn = await asyncpg.connect(own_database_url)
     try:
         # A reminder the database knows about but no message carries.
         await conn.execute(
@@ -205,7 +205,7 @@ async def test_sweep_fires_a_reminder_the_broker_lost_and_one_whose_request_laps
         )
     finally:
         await conn.close()
-    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
+    service = ReminderProcess(isolated_rabbitmq_url, own_database_url, tmp_path / "reminder.log")
     service.start()
     try:
         arrived = await requests_for(requests_queue, wait=6)
@@ -214,14 +214,14 @@ async def test_sweep_fires_a_reminder_the_broker_lost_and_one_whose_request_laps
     # Other tests' overdue reminders in this database may be swept too; ours exactly once.
     for event in (lost, lapsed):
         assert arrived.count(str(event.incident_id)) == 1
-        assert await reminder_state(database_url, event.incident_id) == "requested"
+        assert await reminder_state(own_database_url, event.incident_id) == "requested"
 
 
 async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_unaudited(
-    isolated_rabbitmq_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+    isolated_rabbitmq_url: str, own_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    event = await new_incident(database_url)
-    conn = await asyncpg.connect(database_url)
+    event = await new_incident(own_database_url)
+    conn = await asyncpg.connect(own_database_url)
     try:
         reminder_id = await conn.fetchval(
             """
@@ -231,7 +231,7 @@ async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_una
             event.incident_id,
         )
         monkeypatch.setenv("RABBITMQ_URL", isolated_rabbitmq_url)
-        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("DATABASE_URL", own_database_url)
         settings = ReminderSettings()
         runtime = ServiceRuntime("reminder", settings, (REMINDER_DUE,))
         reminders = Reminders(runtime, settings)
@@ -239,7 +239,7 @@ async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_una
             # Nobody has declared the notifier's queue: the request is unroutable, refused.
             with pytest.raises(Exception):  # noqa: B017 - aio-pika's DeliveryError
                 await reminders.fire_due(datetime.now(UTC), reminder_id=reminder_id)
-            assert await reminder_state(database_url, event.incident_id) == "scheduled"
+            assert await reminder_state(own_database_url, event.incident_id) == "scheduled"
             audited = "SELECT count(*) FROM audit_events WHERE incident_id = $1"
             assert await conn.fetchval(audited, event.incident_id) == 0
 
@@ -250,17 +250,17 @@ async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_una
                 assert await requests_for(queue, wait=1) == [str(event.incident_id)]
             finally:
                 await connection.close()
-            assert await reminder_state(database_url, event.incident_id) == "requested"
+            assert await reminder_state(own_database_url, event.incident_id) == "requested"
             assert await conn.fetchval(audited, event.incident_id) == 1
     finally:
         await conn.close()
 
 
 async def test_a_round_of_requests_goes_in_messages_of_a_bounded_size(
-    isolated_rabbitmq_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+    isolated_rabbitmq_url: str, own_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = [await new_incident(database_url) for _ in range(5)]
-    conn = await asyncpg.connect(database_url)
+    events = [await new_incident(own_database_url) for _ in range(5)]
+    conn = await asyncpg.connect(own_database_url)
     try:
         await conn.executemany(
             """
@@ -273,7 +273,7 @@ async def test_a_round_of_requests_goes_in_messages_of_a_bounded_size(
         await conn.close()
     monkeypatch.setattr(handlers, "REQUESTS_PER_MESSAGE", 2)
     monkeypatch.setenv("RABBITMQ_URL", isolated_rabbitmq_url)
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_URL", own_database_url)
     settings = ReminderSettings()
     runtime = ServiceRuntime("reminder", settings, (REMINDER_DUE,))
     connection = await aio_pika.connect(isolated_rabbitmq_url)
@@ -348,16 +348,18 @@ def test_operator_cancels_a_reminder_from_the_cli(
 
 async def test_fire_now_brings_a_day_away_reminder_forward(
     isolated_rabbitmq_url: str,
-    database_url: str,
+    own_database_url: str,
     tmp_path: Path,
     requests_queue: aio_pika.abc.AbstractQueue,
 ) -> None:
-    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "r.log", delay=86_400)
+    service = ReminderProcess(
+        isolated_rabbitmq_url, own_database_url, tmp_path / "r.log", delay=86_400
+    )
     service.start()
     try:
-        event = await new_incident(database_url)
+        event = await new_incident(own_database_url)
         await publish(isolated_rabbitmq_url, event)
-        await wait_scheduled(database_url, event)
+        await wait_scheduled(own_database_url, event)
         output = subprocess.run(
             [
                 sys.executable,
@@ -371,14 +373,18 @@ async def test_fire_now_brings_a_day_away_reminder_forward(
             text=True,
             check=True,
             timeout=60,
-            env={**os.environ, "DATABASE_URL": database_url, "RABBITMQ_URL": isolated_rabbitmq_url},
+            env={
+                **os.environ,
+                "DATABASE_URL": own_database_url,
+                "RABBITMQ_URL": isolated_rabbitmq_url,
+            },
         ).stdout
         assert "fired 2 reminder(s)" in output  # the follow-up and the escalation
         arrived = await requests_for(requests_queue, wait=5)
     finally:
         service.kill(signal.SIGTERM)
     assert arrived.count(str(event.incident_id)) == 2
-    assert await reminder_state(database_url, event.incident_id) == "requested"
+    assert await reminder_state(own_database_url, event.incident_id) == "requested"
 
 
 def test_open_incident_is_escalated_to_the_support_team(stack: Stack) -> None:

@@ -51,20 +51,20 @@ async def test_reminders_survive_a_server_restart(
     restart: Callable[[], None],
     pause: float,
     isolated_rabbitmq_url: str,
-    database_url: str,
+    own_database_url: str,
     tmp_path: Path,
 ) -> None:
     require(tool)
-    service = ReminderProcess(isolated_rabbitmq_url, database_url, tmp_path / "reminder.log")
+    service = ReminderProcess(isolated_rabbitmq_url, own_database_url, tmp_path / "reminder.log")
     service.start()
     try:
         # The notifier's queue must exist before requests are published into it.
         connection = await aio_pika.connect(isolated_rabbitmq_url)
         await declare_requests_queue(await connection.channel())
         await connection.close()
-        events = [await new_incident(database_url) for _ in range(5)]
+        events = [await new_incident(own_database_url) for _ in range(5)]
         await publish(isolated_rabbitmq_url, *events)
-        await wait_scheduled(database_url, *events)
+        await wait_scheduled(own_database_url, *events)
         time.sleep(pause)
         restart()
         connection = await connect_when_back(isolated_rabbitmq_url)
@@ -77,7 +77,7 @@ async def test_reminders_survive_a_server_restart(
         service.kill(signal.SIGTERM)
     for event in events:
         assert arrived.count(str(event.incident_id)) == 1, arrived
-        assert await reminder_state(database_url, event.incident_id) == "requested"
+        assert await reminder_state(own_database_url, event.incident_id) == "requested"
 
 
 async def connect_when_back(url: str) -> aio_pika.abc.AbstractConnection:

@@ -3,42 +3,11 @@ migration 0010."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import asyncpg
 
-from contracts.events import IncidentClassified, IncidentReceived
 from services.ingest import store as ingest_store
-from services.ingest.app import fingerprint
 from services.ticketing import store as ticketing_store
-
-
-async def stored_incident(pool: asyncpg.Pool) -> IncidentReceived:
-    event = IncidentReceived(
-        incident_id=uuid.uuid4(),
-        customer_id=f"hot-{uuid.uuid4().hex[:6]}",
-        channel="email",
-        message="I was charged twice",
-        email="a@b.co",
-        created_at=datetime.now(UTC),
-    )
-    async with pool.acquire() as conn, conn.transaction():
-        await ingest_store.record_report(conn, event, fingerprint(event.message), 0)
-    return event
-
-
-def classified(event: IncidentReceived) -> IncidentClassified:
-    return IncidentClassified(
-        **event.model_dump(exclude={"event_id", "occurred_at"}),
-        event_id=uuid.uuid4(),
-        sentiment="negative",
-        polarity=-0.6,
-        classification="duplicate_payment",
-        confidence=0.9,
-        reason="charged twice",
-        classifier_model="local",
-    )
+from tests.services.incidents import classified_from, stored_incident
 
 
 async def test_ticketing_updates_the_incident_in_place_and_readers_see_no_fallback_before(
@@ -49,7 +18,7 @@ async def test_ticketing_updates_the_incident_in_place_and_readers_see_no_fallba
         before = await ingest_store.incident(conn, event.incident_id)
         async with conn.transaction():
             stored = await ticketing_store.save_tickets(
-                conn, "ticketing", [(classified(event), "TKT-hot", False)]
+                conn, "ticketing", [(classified_from(event), "TKT-hot", False)]
             )
             # This transaction's own counts of updated rows, and of those updated in place.
             updated, in_place = await conn.fetchrow(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -27,12 +26,11 @@ from incidentflow.service import ServiceRuntime
 from services.classifier.app import build_classifier
 from services.classifier.handlers import register as register_classifier
 from services.classifier.settings import ClassifierSettings
-from services.ingest import store as ingest_store
-from services.ingest.app import fingerprint
 from services.sentiment.handlers import register as register_sentiment
 from services.sentiment.lexicon import ensure_vader_lexicon
 from services.sentiment.score import SentimentScorer
 from services.sentiment.settings import SentimentSettings
+from tests.services.incidents import scored_from, stored_incident
 
 MESSAGES = (
     "I was charged twice for my order, refund the duplicate now!",
@@ -54,31 +52,7 @@ def traceparent() -> tuple[str, dict[str, str]]:
 
 async def stored_incidents(pool: asyncpg.Pool) -> list[IncidentReceived]:
     """Three incidents as ingest stores them, each with a trace of its own."""
-    events = []
-    for message in MESSAGES:
-        _, carrier = traceparent()
-        event = IncidentReceived(
-            incident_id=uuid.uuid4(),
-            customer_id=f"whole-{uuid.uuid4().hex[:6]}",
-            channel="email",
-            message=message,
-            email="a@b.co",
-            created_at=datetime.now(UTC),
-            trace=carrier,
-        )
-        async with pool.acquire() as conn, conn.transaction():
-            await ingest_store.record_report(conn, event, fingerprint(event.message), 0)
-        events.append(event)
-    return events
-
-
-def scored_from(event: IncidentReceived) -> IncidentScored:
-    return IncidentScored(
-        **event.model_dump(exclude={"event_id", "occurred_at"}),
-        event_id=uuid.uuid4(),
-        sentiment="negative",
-        polarity=-0.5,
-    )
+    return [await stored_incident(pool, message, traceparent()[1]) for message in MESSAGES]
 
 
 def sentiment_runtime(vhost_url: str, database_url: str) -> ServiceRuntime:

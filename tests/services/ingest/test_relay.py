@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -18,8 +17,8 @@ from incidentflow.messaging import make_broker, publish_parts
 from incidentflow.sandbox import free_port
 from services.ingest import relay as relay_module
 from services.ingest import store
-from services.ingest.app import fingerprint
 from services.ingest.relay import OutboxRelay
+from tests.services.incidents import stored_incident
 from tests.services.ingest.conftest import (
     bind_received_queue,
     count,
@@ -31,18 +30,7 @@ BODY = {"customer_id": "bp-1", "channel": "email", "email": "a@b.co"}
 
 
 async def accepted(pool: asyncpg.Pool, trace: dict[str, str] | None = None) -> IncidentReceived:
-    event = IncidentReceived(
-        incident_id=uuid.uuid4(),
-        customer_id="relay",
-        channel="email",
-        message="charged twice",
-        email="a@b.co",
-        created_at=datetime.now(UTC),
-        trace=trace or {},
-    )
-    async with pool.acquire() as conn, conn.transaction():
-        await store.record_report(conn, event, fingerprint(event.message), 0)
-    return event
+    return await stored_incident(pool, "charged twice", trace)
 
 
 async def published(pool: asyncpg.Pool, event: IncidentReceived, timeout: float = 10) -> bool:

@@ -57,6 +57,8 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
         calls), one write, then each published and logged under its own incident's trace."""
         decided = await asyncio.gather(*(decide(event) for event in events))
         await classifications.submit_all(decided)
-        await each_traced((d[0].trace, announce(*d)) for d in decided)
+        await each_traced(
+            (event.trace, announce(event, result, review)) for event, result, review in decided
+        )
 
     runtime.handle_batches(CLASSIFIER_SCORED, IncidentScored, on_batch)

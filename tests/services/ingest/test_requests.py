@@ -40,6 +40,13 @@ async def client(rabbitmq_url: str, database_url: str) -> AsyncIterator[httpx.As
         yield client
 
 
+async def incidents_of(database_url: str, customer_id: str) -> int:
+    """How many incidents the customer has on record."""
+    return await count(
+        database_url, "SELECT count(*) FROM incidents WHERE customer_id = $1", customer_id
+    )
+
+
 async def test_idempotency_key_answers_with_the_same_incident(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
@@ -49,9 +56,7 @@ async def test_idempotency_key_answers_with_the_same_incident(
     assert first.status_code == 202 and again.status_code in (201, 202)
     assert again.json()["incident_id"] == first.json()["incident_id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert (
-        await count(database_url, "SELECT count(*) FROM incidents WHERE customer_id = $1", who) == 1
-    )
+    assert await incidents_of(database_url, who) == 1
     assert (
         await count(
             database_url, "SELECT count(*) FROM outbox WHERE payload->>'customer_id' = $1", who
@@ -85,9 +90,7 @@ async def test_duplicate_report_joins_the_open_incident(
         repeat.json()["duplicate_of"] == repeat.json()["incident_id"] == first.json()["incident_id"]
     )
     assert "duplicate" not in first.json()  # a new incident keeps the seed's fields
-    assert (
-        await count(database_url, "SELECT count(*) FROM incidents WHERE customer_id = $1", who) == 1
-    )
+    assert await incidents_of(database_url, who) == 1
     kept = await count(
         database_url,
         "SELECT count(*) FROM incident_reports WHERE incident_id = $1 AND message = $2",
@@ -140,9 +143,7 @@ async def test_identical_reports_at_once_make_one_incident(
         )
     assert sorted(a.status_code for a in answers) == [200] * 11 + [202]
     assert len({a.json()["incident_id"] for a in answers}) == 1
-    assert (
-        await count(database_url, "SELECT count(*) FROM incidents WHERE customer_id = $1", who) == 1
-    )
+    assert await incidents_of(database_url, who) == 1
     assert (
         await count(
             database_url, "SELECT count(*) FROM incident_reports WHERE customer_id = $1", who
@@ -180,9 +181,7 @@ async def test_oversize_body_is_413(client: httpx.AsyncClient, database_url: str
         headers={"Content-Type": "application/json"},
     )
     assert streamed.status_code == 413
-    assert (
-        await count(database_url, "SELECT count(*) FROM incidents WHERE customer_id = $1", who) == 0
-    )
+    assert await incidents_of(database_url, who) == 0
 
 
 class Chunked(httpx.AsyncByteStream):

@@ -28,6 +28,7 @@ from contracts.topology import Route
 from incidentflow.batched_events import WholeBatch
 from incidentflow.batching import Batcher
 from incidentflow.db import create_pool, migrate
+from incidentflow.heap import freeze_startup_heap
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import BatchPublisher, declare_routes, make_broker
 from incidentflow.metrics import instrument_messaging, render_metrics, timed_whole_batch
@@ -190,6 +191,7 @@ class ServiceRuntime:
             self._consuming = True
             for hook in self.on_started:
                 await hook()
+            freeze_startup_heap()
 
         return AsgiFastStream(
             self.broker,

@@ -61,3 +61,25 @@ def test_stand_in_vacuums_and_analyzes_what_autovacuum_would(database_url: str) 
         assert asyncio.run(vacuums(url)) == {"churned": (1, 1), "quiet": (1, 1)}
         assert asyncio.run(bench.AutovacuumStandIn(url)._round()) == 1
         assert asyncio.run(vacuums(url)) == {"churned": (2, 2), "quiet": (1, 1)}
+
+
+async def vacuum_settings(database_url: str, throttled: bool) -> tuple[str, str, str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        if throttled:
+            await bench_module().throttle_as_autovacuum(conn)
+        return (
+            await conn.fetchval("SHOW vacuum_cost_delay"),
+            await conn.fetchval("SHOW vacuum_cost_limit"),
+            await conn.fetchval("SHOW autovacuum_vacuum_cost_delay"),
+        )
+    finally:
+        await conn.close()
+
+
+def test_stand_in_vacuums_at_autovacuums_pace(database_url: str) -> None:
+    # A session's own VACUUM runs unthrottled (delay 0); the stand-in's sleeps as a worker's.
+    delay, _, worker_delay = asyncio.run(vacuum_settings(database_url, throttled=False))
+    assert delay == "0" and worker_delay != "0"
+    delay, limit, worker_delay = asyncio.run(vacuum_settings(database_url, throttled=True))
+    assert (delay, limit) == (worker_delay, "200")

@@ -31,6 +31,7 @@ from pydantic import AfterValidator
 from contracts.events import Category, IncidentAcknowledged, IncidentReceived
 from contracts.topology import EVENTS, acknowledgement_queue
 from incidentflow.db import create_pool, migrate
+from incidentflow.heap import freeze_startup_heap
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import make_broker
 from incidentflow.metrics import instrument_ingest
@@ -196,6 +197,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         state.update(pool=pool, relay=relay)
         starter = asyncio.create_task(keep_broker_started())
         relay.start()
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from contracts.events import (
@@ -14,6 +15,7 @@ from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
 from incidentflow.messaging import on_last_delivery
 from incidentflow.service import ServiceRuntime
+from incidentflow.tracing import each_traced
 from services.notifier import store
 from services.notifier.compose import IncidentView, channels_for
 from services.notifier.notify import Notifier
@@ -26,8 +28,8 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
 
     acknowledgements = runtime.step_writes(store.acknowledge_many)
 
-    @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
-    async def on_incident_ticketed(event: IncidentTicketed) -> None:
+    async def acknowledge(event: IncidentTicketed, *, final: bool) -> list[str]:
+        """The channels that reached the customer; raises when a notification is pending."""
         view = IncidentView(
             incident_id=event.incident_id,
             ticket_id=event.ticket_id,
@@ -37,8 +39,9 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             created_at=event.created_at,
         )
         channels = channels_for(event.channel, event.classification, rules)
-        reached = await notifier.acknowledge(view, channels, event.phone, final=on_last_delivery())
-        await acknowledgements.submit(event)
+        return await notifier.acknowledge(view, channels, event.phone, final=final)
+
+    async def announce(event: IncidentTicketed, reached: list[str]) -> None:
         acknowledged = IncidentAcknowledged(
             event_id=derived_event_id(event.incident_id, "acknowledged"),
             incident_id=event.incident_id,
@@ -48,6 +51,37 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         )
         await runtime.events.publish(acknowledged)
         log.info("incident acknowledged", extra={"incident_id": str(event.incident_id)})
+
+    @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
+    async def on_incident_ticketed(event: IncidentTicketed) -> None:
+        reached = await acknowledge(event, final=on_last_delivery())
+        await acknowledgements.submit(event)
+        await announce(event, reached)
+
+    # A whole batch holds one of the consumer's slots, however many events it has; this
+    # bounds its events in hand as the slots bound them one by one (settings.prefetch), so a
+    # claim's lease does not start long before the mailer has a connection for its send.
+    in_hand = asyncio.Semaphore(notifier.settings.prefetch)
+
+    async def acknowledge_in_turn(event: IncidentTicketed) -> list[str]:
+        async with in_hand:
+            return await acknowledge(event, final=False)
+
+    async def on_ticketed_batch(events: list[IncidentTicketed]) -> None:
+        """A batch's events together: acknowledged concurrently (bounded as above), one
+        write, then each published and logged under its own incident's trace.
+
+        Never the last try of a notification: when one is pending, the batch fails whole and
+        goes the event by event way, which skips what was sent (the claims say so) and
+        retries the rest with its delivery count."""
+        reached = await each_traced((event.trace, acknowledge_in_turn(event)) for event in events)
+        await acknowledgements.submit_all(events)
+        await each_traced(
+            (event.trace, announce(event, channels))
+            for event, channels in zip(events, reached, strict=True)
+        )
+
+    runtime.handle_batches(NOTIFIER_TICKETED, IncidentTicketed, on_ticketed_batch)
 
     @runtime.broker.subscriber(NOTIFIER_REMINDER.queue, NOTIFIER_REMINDER.source)
     async def on_reminder_requested(event: ReminderRequested) -> None:

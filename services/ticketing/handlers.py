@@ -10,6 +10,7 @@ from contracts.events import IncidentClassified, IncidentTicketed, derived_event
 from contracts.topology import TICKETING_CLASSIFIED
 from incidentflow.batching import Batcher
 from incidentflow.service import ServiceRuntime
+from incidentflow.tracing import each_traced
 from services.ticketing import store
 from services.ticketing.policy import open_ticket
 from services.ticketing.tickets import TicketRequest, TicketSystem
@@ -36,16 +37,15 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
     existing = Batcher.pooled(lambda: runtime.pool, store.existing_tickets)
     saved = Batcher.pooled(lambda: runtime.pool, save)
 
-    @runtime.broker.subscriber(TICKETING_CLASSIFIED.queue, TICKETING_CLASSIFIED.source)
-    async def on_incident_classified(event: IncidentClassified) -> None:
-        ticket_id = await existing.submit(event.incident_id)
-        fallback = False
-        if ticket_id is None:  # a redelivery of a ticketed incident opens nothing
-            ticket_id, fallback = await open_ticket(tickets, ticket_request(event))
-        stored = await saved.submit((event, ticket_id, fallback))
-        if stored is None:
-            raise LookupError(f"incident {event.incident_id} not found")
-        ticket_id, fallback = stored
+    async def ticket(event: IncidentClassified, stored: str | None) -> store.Opened:
+        """The incident's ticket: the one stored (a redelivery opens nothing), else one
+        opened now, or the fallback id when the ticket system fails."""
+        if stored is not None:
+            return event, stored, False
+        ticket_id, fallback = await open_ticket(tickets, ticket_request(event))
+        return event, ticket_id, fallback
+
+    async def announce(event: IncidentClassified, ticket_id: str, fallback: bool) -> None:
         ticketed = IncidentTicketed(
             **event.model_dump(exclude={"event_id", "occurred_at"}),
             event_id=derived_event_id(event.incident_id, "ticketed"),
@@ -57,3 +57,34 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
             "incident ticketed",
             extra={"incident_id": str(event.incident_id), "fallback": fallback},
         )
+
+    @runtime.broker.subscriber(TICKETING_CLASSIFIED.queue, TICKETING_CLASSIFIED.source)
+    async def on_incident_classified(event: IncidentClassified) -> None:
+        opened = await ticket(event, await existing.submit(event.incident_id))
+        stored = await saved.submit(opened)
+        if stored is None:
+            raise LookupError(f"incident {event.incident_id} not found")
+        await announce(event, *stored)
+
+    async def on_batch(events: list[IncidentClassified]) -> None:
+        """A batch's events together: one read of their tickets, the missing ones opened
+        concurrently (GuardedTicketSystem bounds the calls to the ticket system, as for the
+        events of a batch handled one by one), one write, then each published and logged
+        under its own incident's trace."""
+        found = await existing.submit_all([event.incident_id for event in events])
+        opened = await each_traced(
+            (event.trace, ticket(event, ticket_id))
+            for event, ticket_id in zip(events, found, strict=True)
+        )
+        saved_tickets = await saved.submit_all(opened)
+        if None in saved_tickets:
+            # Before anything is published: the event by event way then retries or
+            # dead-letters the missing incident alone.
+            raise LookupError("an incident of the batch was not found")
+        await each_traced(
+            (event.trace, announce(event, *stored))
+            for event, stored in zip(events, saved_tickets, strict=True)
+            if stored is not None
+        )
+
+    runtime.handle_batches(TICKETING_CLASSIFIED, IncidentClassified, on_batch)

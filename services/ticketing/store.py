@@ -41,7 +41,9 @@ SELECT i.id, i.ticket_id, i.ticket_fallback FROM incidents i JOIN step ON i.id =
 WHERE i.id NOT IN (SELECT id FROM saved)
 """
 
-Ticketed = Sequence[tuple[IncidentClassified, str, bool]]
+# An event with its ticket id and whether that is the fallback id.
+Opened = tuple[IncidentClassified, str, bool]
+Ticketed = Sequence[Opened]
 
 
 async def save_tickets(

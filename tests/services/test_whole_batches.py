@@ -1,5 +1,5 @@
-"""Sentiment and classifier take a batch of events whole: one call, one write, and each event
-published on under its own incident's trace, as the per-event chain would have done."""
+"""Sentiment, classifier and ticketing take a batch of events whole: one call, one write, and
+each event published on under its own incident's trace, as the per-event chain would have."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from contracts.events import (
     IncidentClassified,
     IncidentReceived,
     IncidentScored,
+    IncidentTicketed,
 )
-from contracts.topology import CLASSIFIER_SCORED, EVENTS, SENTIMENT_RECEIVED
+from contracts.topology import CLASSIFIER_SCORED, EVENTS, SENTIMENT_RECEIVED, TICKETING_CLASSIFIED
 from incidentflow.batched_events import WholeBatch, decode_batch, is_batch
 from incidentflow.messaging import make_broker, publish_batch
 from incidentflow.sandbox import own_vhost
@@ -30,7 +31,10 @@ from services.sentiment.handlers import register as register_sentiment
 from services.sentiment.lexicon import ensure_vader_lexicon
 from services.sentiment.score import SentimentScorer
 from services.sentiment.settings import SentimentSettings
-from tests.services.incidents import scored_from, stored_incident
+from services.ticketing.adapters.local import LocalTicketSystem
+from services.ticketing.handlers import register as register_ticketing
+from services.ticketing.settings import TicketingSettings
+from tests.services.incidents import classified_from, scored_from, stored_incident
 
 MESSAGES = (
     "I was charged twice for my order, refund the duplicate now!",
@@ -70,6 +74,13 @@ def classifier_runtime(vhost_url: str, database_url: str) -> ServiceRuntime:
     return runtime
 
 
+def ticketing_runtime(vhost_url: str, database_url: str) -> ServiceRuntime:
+    settings = TicketingSettings(RABBITMQ_URL=vhost_url, DATABASE_URL=database_url)
+    runtime = ServiceRuntime("ticketing", settings, (TICKETING_CLASSIFIED,))
+    register_ticketing(runtime, LocalTicketSystem(lambda: runtime.pool))
+    return runtime
+
+
 CASES: dict[str, tuple[Any, ...]] = {
     # runtime, its route, the events it takes, what it publishes, the column it sets
     "sentiment": (sentiment_runtime, SENTIMENT_RECEIVED, None, IncidentScored, "scored_at"),
@@ -79,6 +90,13 @@ CASES: dict[str, tuple[Any, ...]] = {
         scored_from,
         IncidentClassified,
         "classified_at",
+    ),
+    "ticketing": (
+        ticketing_runtime,
+        TICKETING_CLASSIFIED,
+        classified_from,
+        IncidentTicketed,
+        "ticketed_at",
     ),
 }
 

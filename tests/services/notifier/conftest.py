@@ -8,7 +8,8 @@ import datetime
 import ipaddress
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -16,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aio_pika
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -24,7 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from contracts.events import IncidentAcknowledged
+from contracts.topology import EVENTS
+from incidentflow.batched_events import event_bodies
 from incidentflow.sandbox import free_port, own_vhost
+from services.notifier.settings import NotifierSettings
 from tests.conftest import RABBITMQ_URL
 from tests.fakes import InFlight
 
@@ -164,3 +170,52 @@ def broker_url(rabbitmq_url: str) -> Iterator[str]:
     base = RABBITMQ_URL if "incidentflow-test" in rabbitmq_url else rabbitmq_url
     with own_vhost(base) as url:
         yield url
+
+
+def settings(broker_url: str, database_url: str, inbox: Inbox, **env: str) -> NotifierSettings:
+    values = {
+        "RABBITMQ_URL": broker_url,
+        "DATABASE_URL": database_url,
+        "MIGRATE_ON_START": "false",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(inbox.port),
+        **env,
+    }
+    return NotifierSettings(**values)  # type: ignore[arg-type]
+
+
+class Acknowledgements:
+    """incident.acknowledged events as they are published, one per handled delivery, alone
+    or in batches."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
+        self.queue = queue
+        self.seen: list[IncidentAcknowledged] = []
+
+    async def wait_for(self, count: int, timeout: float = 30) -> list[IncidentAcknowledged]:
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < count:
+            assert time.monotonic() < deadline, f"{len(self.seen)} of {count} acknowledgements"
+            message = await self.queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            await message.ack()
+            self.seen += [
+                IncidentAcknowledged.model_validate_json(body)
+                for body in event_bodies(message.body, message.headers)
+            ]
+        return self.seen
+
+
+@pytest.fixture
+async def acknowledgements(broker_url: str) -> AsyncIterator[Acknowledgements]:
+    connection = await aio_pika.connect(broker_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, IncidentAcknowledged.routing_key())
+        yield Acknowledgements(queue)
+    finally:
+        await connection.close()

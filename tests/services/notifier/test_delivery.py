@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 from faststream import TestApp
 
-from contracts.events import IncidentAcknowledged, IncidentTicketed
+from contracts.events import IncidentTicketed
 from contracts.topology import DELIVERY_LIMIT, EVENTS
 from incidentflow.messaging import RETRIES_HEADER, is_last_delivery
 from incidentflow.sandbox import free_port
@@ -34,21 +34,9 @@ from services.notifier.settings import NotifierSettings
 from tests.e2e.conftest import insert_ticketed_incident, publish
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, fake_twilio
 from tests.fakes import Answer
-from tests.services.notifier.conftest import Inbox, smtp_server
+from tests.services.notifier.conftest import Acknowledgements, Inbox, settings, smtp_server
 
 PHONE = "+14155550123"
-
-
-def settings(broker_url: str, database_url: str, inbox: Inbox, **env: str) -> NotifierSettings:
-    values = {
-        "RABBITMQ_URL": broker_url,
-        "DATABASE_URL": database_url,
-        "MIGRATE_ON_START": "false",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(inbox.port),
-        **env,
-    }
-    return NotifierSettings(**values)  # type: ignore[arg-type]
 
 
 def twilio_env(twilio: FakeTwilio) -> dict[str, str]:
@@ -67,39 +55,6 @@ async def notifiers(count: int, config: NotifierSettings) -> AsyncIterator[None]
         for _ in range(count):
             await stack.enter_async_context(TestApp(create_app(config)))
         yield
-
-
-class Acknowledgements:
-    """incident.acknowledged events as they are published: one per handled delivery."""
-
-    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
-        self.queue = queue
-        self.seen: list[IncidentAcknowledged] = []
-
-    async def wait_for(self, count: int, timeout: float = 30) -> list[IncidentAcknowledged]:
-        deadline = time.monotonic() + timeout
-        while len(self.seen) < count:
-            assert time.monotonic() < deadline, f"{len(self.seen)} of {count} acknowledgements"
-            message = await self.queue.get(fail=False)
-            if message is None:
-                await asyncio.sleep(0.1)
-                continue
-            await message.ack()
-            self.seen.append(IncidentAcknowledged.model_validate_json(message.body))
-        return self.seen
-
-
-@pytest.fixture
-async def acknowledgements(broker_url: str) -> AsyncIterator[Acknowledgements]:
-    connection = await aio_pika.connect(broker_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, IncidentAcknowledged.routing_key())
-        yield Acknowledgements(queue)
-    finally:
-        await connection.close()
 
 
 async def rows(database_url: str, incident_id: uuid.UUID) -> dict[str, dict[str, Any]]:

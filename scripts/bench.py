@@ -211,8 +211,8 @@ NEEDS_VACUUM = """
 
 async def throttle_as_autovacuum(conn: asyncpg.Connection) -> None:
     """The session's VACUUMs throttled as autovacuum's workers are (by default 2 ms of sleep
-    per 200 cost units). A VACUUM typed by hand is not: in the benchmark its unthrottled I/O
-    held up the commits on the machine (accepts among them) for 100-350 ms at a time."""
+    per 200 cost units). A VACUUM typed in a session is not: the stand-in's ran for 120-350 ms
+    at full speed, and some of the slowest accepts came in clusters right after one."""
     await conn.execute(
         """
         SELECT set_config('vacuum_cost_delay',

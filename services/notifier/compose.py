@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from email.mime.text import MIMEText
 from email.utils import formataddr
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -62,12 +64,20 @@ class IncidentView:
 
 @dataclass(frozen=True)
 class Email:
-    """An email ready to send: the message, its envelope, and the text kept on record."""
+    """An email ready to send: the message (or its bytes on the wire, see ``outgoing_email``),
+    its envelope, and the text kept on record."""
 
-    mail: Message
+    mail: Message | bytes
     sender: str
     recipient: str
     text: str
+
+
+@dataclass(frozen=True)
+class ComposedEmail(Email):
+    """An email as a ``Message`` (what ``email_message`` makes)."""
+
+    mail: Message
 
 
 def channels_for(
@@ -94,7 +104,9 @@ def email_message(
     sender: str,
     support_address: str,
     to: str | None = None,
-) -> Email:
+    *,
+    boundary: str | None = None,
+) -> ComposedEmail:
     """The email of ``kind`` about ``view``; to the customer unless ``to`` says otherwise.
 
     ValueError when the sender or recipient is not one well-formed address.
@@ -105,19 +117,13 @@ def email_message(
     ``parse_address`` and every other value is one line; compat32's generator also refuses a
     value that would start a header of its own.
     """
-    from_address = parse_address(sender)
-    to_address = parse_address(to or view.email)
-    context = _context(view, support_address)
-    text = TEMPLATES.get_template(f"{kind}_email.txt.j2").render(context)
-    html = TEMPLATES.get_template(f"{kind}_email.html.j2").render(context)
-    subject = SUBJECTS[kind].format(ticket_id=one_line(view.ticket_id))
-    # Deterministic per (incident, kind): a resend is recognisably the same mail.
-    message_id = f"<{view.incident_id}.{kind}@incidentflow>"
+    content = _content(view, kind, sender, support_address, to)
+    from_address, to_address, text, html, subject, message_id = content
     mail: Message
     if from_address.addr_spec.isascii() and to_address.addr_spec.isascii():
         # A boundary of our own: the generator would otherwise make one and compile a regex to
         # check the bodies for it, per mail. "=_" cannot occur in base64 text.
-        mail = MIMEMultipart("alternative", boundary=f"=_{uuid.uuid4().hex}")
+        mail = MIMEMultipart("alternative", boundary=boundary or _boundary())
         # A Charset works here at run time (set_payload takes one); typeshed says str only.
         mail.attach(MIMEText(text, "plain", _UTF8))  # type: ignore[arg-type]
         mail.attach(MIMEText(html, "html", _UTF8))  # type: ignore[arg-type]
@@ -136,7 +142,98 @@ def email_message(
     mail["To"] = recipient_header
     mail["Subject"] = subject
     mail["Message-ID"] = message_id
-    return Email(mail, from_address.addr_spec, to_address.addr_spec, text)
+    return ComposedEmail(mail, from_address.addr_spec, to_address.addr_spec, text)
+
+
+class _Content(NamedTuple):
+    sender: Address
+    recipient: Address
+    text: str
+    html: str
+    subject: str
+    message_id: str
+
+
+def _content(
+    view: IncidentView,
+    kind: NotificationKind,
+    sender: str,
+    support_address: str,
+    to: str | None,
+) -> _Content:
+    context = _context(view, support_address)
+    return _Content(
+        parse_address(sender),
+        parse_address(to or view.email),
+        TEMPLATES.get_template(f"{kind}_email.txt.j2").render(context),
+        TEMPLATES.get_template(f"{kind}_email.html.j2").render(context),
+        SUBJECTS[kind].format(ticket_id=one_line(view.ticket_id)),
+        # Deterministic per (incident, kind): a resend is recognisably the same mail.
+        f"<{view.incident_id}.{kind}@incidentflow>",
+    )
+
+
+def _boundary() -> str:
+    return f"=_{uuid.uuid4().hex}"
+
+
+# Header values written as they are: printable ASCII, the line short enough to need no folding
+# (the rule of the SMTP adapter's _Compat32OnTheWire policy, which would write them the same).
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+_MAX_HEADER_LINE = 78
+
+
+def outgoing_email(
+    view: IncidentView,
+    kind: NotificationKind,
+    sender: str,
+    support_address: str,
+    to: str | None = None,
+    *,
+    boundary: str | None = None,
+) -> Email:
+    """The email of ``kind`` about ``view`` as ``email_message`` makes it, as bytes on the wire
+    when nothing in its headers needs encoding or folding (nearly every mail), else as the
+    ``Message`` to flatten. ValueError as ``email_message``.
+
+    The bytes are written here, not by the email package: building the message objects and
+    flattening them was 28 % of the notifier's samples at 280 incidents/s, for a layout that
+    is the same in every mail. A property test holds them byte for byte to what flattening
+    ``email_message``'s Message gives (the SMTP adapter's ``wire_bytes``)."""
+    content = _content(view, kind, sender, support_address, to)
+    from_address, to_address, text, html, subject, message_id = content
+    if from_address.addr_spec.isascii() and to_address.addr_spec.isascii():
+        headers = (
+            ("From", formataddr((from_address.display_name, from_address.addr_spec))),
+            ("To", formataddr((to_address.display_name, to_address.addr_spec))),
+            ("Subject", subject),
+            ("Message-ID", message_id),
+        )
+        lines = [f"{name}: {value}\r\n" for name, value in headers]
+        if all(
+            len(line) <= _MAX_HEADER_LINE + 2 and _PRINTABLE_ASCII.fullmatch(value)
+            for line, (_, value) in zip(lines, headers, strict=True)
+        ):
+            wire = _multipart_alternative("".join(lines), text, html, boundary or _boundary())
+            return Email(wire, from_address.addr_spec, to_address.addr_spec, text)
+    return email_message(view, kind, sender, support_address, to, boundary=boundary)
+
+
+def _multipart_alternative(headers: str, text: str, html: str, boundary: str) -> bytes:
+    """A multipart/alternative of ``text`` and ``html``, base64 UTF-8, as compat32 writes it."""
+    content_type = f'Content-Type: multipart/alternative; boundary="{boundary}"'
+    if len(content_type) > _MAX_HEADER_LINE:  # as compat32 folds it (always, for _boundary's)
+        content_type = content_type.replace("; ", ";\r\n ", 1)
+    parts = [f"{content_type}\r\nMIME-Version: 1.0\r\n{headers}\r\n".encode("ascii")]
+    for subtype, body in (("plain", text), ("html", html)):
+        parts.append(
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n".encode("ascii")
+        )
+        # 76-character lines, as the email package's base64 body encoding makes them.
+        parts.append(base64.encodebytes(body.encode("utf-8")).replace(b"\n", b"\r\n") + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(parts)
 
 
 def text_message(view: IncidentView) -> str:
@@ -164,7 +261,12 @@ def parse_address(value: str) -> Address:
     one (most customers') is taken apart by a pattern instead."""
     if plain := _PLAIN_ADDRESS.fullmatch(value):
         return Address(username=plain[1], domain=plain[2])
-    header = policy.default.header_factory("To", one_line(value))
+    try:
+        header = policy.default.header_factory("To", one_line(value))
+    except Exception as exc:
+        # The parser itself fails on some inputs: ". <a@b.example>" raises AttributeError
+        # in Python 3.11's _header_value_parser (found by the property test of the mails).
+        raise ValueError("not one well-formed email address") from exc
     addresses = header.addresses
     if header.defects or len(addresses) != 1 or not addresses[0].domain:
         raise ValueError("not one well-formed email address")

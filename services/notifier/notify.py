@@ -31,7 +31,7 @@ from services.notifier.adapters.base import (
     TextChannel,
     TextSender,
 )
-from services.notifier.compose import IncidentView, email_message, text_message
+from services.notifier.compose import IncidentView, outgoing_email, text_message
 from services.notifier.journal import JournaledSend, SendJournal
 from services.notifier.settings import NotifierSettings
 
@@ -140,7 +140,7 @@ class Notifier:
     ) -> str:
         key = store.Key(view.incident_id, "email", kind)
         try:
-            email = email_message(
+            email = outgoing_email(
                 view, kind, self.settings.mail_from, self.settings.support_address, to=to
             )
         except ValueError as exc:

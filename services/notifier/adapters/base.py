@@ -35,13 +35,14 @@ class Delivery:
 class Mailer(Protocol):
     async def send(
         self,
-        mail: Message,
+        mail: Message | bytes,
         sender: str,
         recipient: str,
         *,
         handover: Handover | None = None,
     ) -> Delivery:
-        """Send ``mail`` to exactly ``recipient``, whatever its headers say, telling
+        """Send ``mail`` (a message, or its bytes on the wire) to exactly ``recipient``,
+        whatever its headers say, telling
         ``handover`` the instant the server has all of it, and if its reply refuses it."""
         ...
 

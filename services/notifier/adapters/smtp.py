@@ -131,7 +131,7 @@ class SmtpMailer:
 
     async def send(
         self,
-        mail: Message,
+        mail: Message | bytes,
         sender: str,
         recipient: str,
         *,
@@ -151,8 +151,10 @@ class SmtpMailer:
                         )
                     else:
                         # ASCII headers and base64 bodies (compose.py): 7-bit clean for any
-                        # server, flattened here, faster (_Compat32OnTheWire).
-                        _, reply = await client.sendmail(sender, [recipient], wire_bytes(mail))
+                        # server; written by compose.outgoing_email, or flattened here, faster
+                        # than aiosmtplib would (_Compat32OnTheWire).
+                        wire = mail if isinstance(mail, bytes) else wire_bytes(mail)
+                        _, reply = await client.sendmail(sender, [recipient], wire)
                 except BaseException:
                     # Whatever state the session is in now, it is not reused.
                     client.close()

@@ -371,7 +371,7 @@ class _SlowToReturn:
 
     async def send(
         self,
-        mail: Message,
+        mail: Message | bytes,
         sender: str,
         recipient: str,
         *,

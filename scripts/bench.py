@@ -332,7 +332,6 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
             raise RuntimeError(f"the load generator failed (exit {load.returncode}); see above")
         out.seek(0)
         outcome = json.load(out)
-        Path(f"/tmp/load-{rate:g}.json").write_text(json.dumps(outcome))  # TMPHACK
     results = outcome["results"]
     step = Step(rate=rate, offered=len(results))
     for _, status, _ in results:

@@ -42,8 +42,8 @@ class Mailer(Protocol):
         handover: Handover | None = None,
     ) -> Delivery:
         """Send ``mail`` (a message, or its bytes on the wire) to exactly ``recipient``,
-        whatever its headers say, telling
-        ``handover`` the instant the server has all of it, and if its reply refuses it."""
+        whatever its headers say, telling ``handover`` the instant the server has all of it,
+        and if its reply refuses it."""
         ...
 
 

@@ -117,7 +117,10 @@ def email_message(
     ``parse_address`` and every other value is one line; compat32's generator also refuses a
     value that would start a header of its own.
     """
-    content = _content(view, kind, sender, support_address, to)
+    return _as_message(_content(view, kind, sender, support_address, to), boundary)
+
+
+def _as_message(content: _Content, boundary: str | None) -> ComposedEmail:
     from_address, to_address, text, html, subject, message_id = content
     mail: Message
     if from_address.addr_spec.isascii() and to_address.addr_spec.isascii():
@@ -216,7 +219,7 @@ def outgoing_email(
         ):
             wire = _multipart_alternative("".join(lines), text, html, boundary or _boundary())
             return Email(wire, from_address.addr_spec, to_address.addr_spec, text)
-    return email_message(view, kind, sender, support_address, to, boundary=boundary)
+    return _as_message(content, boundary)
 
 
 def _multipart_alternative(headers: str, text: str, html: str, boundary: str) -> bytes:

@@ -15,21 +15,16 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from contracts.events import Category, NotificationKind
-
-# The Environment caches compiled templates: each is parsed once per process, and not
-# checked for changes on disk (a stat per mail) since they only change with a deploy.
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html", "html.j2"]),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    auto_reload=False,
+from services.notifier.translations import (
+    ENGLISH,
+    N_,
+    gettext_in,
+    received_at,
+    supported,
+    templates,
 )
 
 # Bodies as base64 UTF-8, safe for any text. Quoted-printable would keep them readable on the
@@ -40,10 +35,12 @@ _UTF8 = charset.Charset("utf-8")
 _UTF8.body_encoding = charset.BASE64
 
 SUBJECTS: dict[NotificationKind, str] = {
-    "ack": "Support Ticket #{ticket_id} - Issue Received",
-    "reminder": "Support Ticket #{ticket_id} - Follow-up: Still Open",
+    "ack": N_("Support Ticket #{ticket_id} - Issue Received"),
+    "reminder": N_("Support Ticket #{ticket_id} - Follow-up: Still Open"),
     "escalation": "[Escalation] Ticket #{ticket_id} still open",
 }
+# What the support team reads is in English; what the customer reads, in their language.
+TEAM_KINDS: frozenset[NotificationKind] = frozenset({"escalation"})
 
 # Email always goes out (the seed's real channel); a text channel only when the customer
 # wrote from it or a rule asks for it. Chat has no channel of its own to answer on.
@@ -60,6 +57,7 @@ class IncidentView:
     email: str
     channel: str
     created_at: datetime
+    language: str = ENGLISH  # ISO 639-1, as sentiment detected it
 
 
 @dataclass(frozen=True)
@@ -88,13 +86,17 @@ def channels_for(
     return ["email", *(c for c in TEXT_CHANNELS if c in wanted)]
 
 
-def _context(view: IncidentView, support_address: str) -> dict[str, object]:
+def _context(view: IncidentView, kind: NotificationKind, support_address: str) -> dict[str, object]:
+    language = ENGLISH if kind in TEAM_KINDS else supported(view.language)
+    ticket_id = one_line(view.ticket_id)
     return {
-        "ticket_id": one_line(view.ticket_id),
+        "ticket_id": ticket_id,
         "incident_id": view.incident_id,
         "message": view.message,
-        "received": view.created_at.strftime("%B %d, %Y at %I:%M %p UTC"),
+        "received": received_at(view.created_at, language),
         "support_address": support_address,
+        "language": language,
+        "subject": gettext_in(language, SUBJECTS[kind]).format(ticket_id=ticket_id),
     }
 
 
@@ -164,13 +166,14 @@ def _content(
     support_address: str,
     to: str | None,
 ) -> _Content:
-    context = _context(view, support_address)
+    context = _context(view, kind, support_address)
+    texts = templates(str(context["language"]))
     return _Content(
         parse_address(sender),
         parse_address(to or view.email),
-        TEMPLATES.get_template(f"{kind}_email.txt.j2").render(context),
-        TEMPLATES.get_template(f"{kind}_email.html.j2").render(context),
-        SUBJECTS[kind].format(ticket_id=one_line(view.ticket_id)),
+        texts.get_template(f"{kind}_email.txt.j2").render(context),
+        texts.get_template(f"{kind}_email.html.j2").render(context),
+        str(context["subject"]),
         # Deterministic per (incident, kind): a resend is recognisably the same mail.
         f"<{view.incident_id}.{kind}@incidentflow>",
     )
@@ -240,9 +243,8 @@ def _multipart_alternative(headers: str, text: str, html: str, boundary: str) ->
 
 
 def text_message(view: IncidentView) -> str:
-    return (
-        TEMPLATES.get_template("ack_sms.txt.j2").render(ticket_id=one_line(view.ticket_id)).strip()
-    )
+    template = templates(supported(view.language)).get_template("ack_sms.txt.j2")
+    return template.render(ticket_id=one_line(view.ticket_id)).strip()
 
 
 def one_line(value: str) -> str:

@@ -37,6 +37,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             email=event.email,
             channel=event.channel,
             created_at=event.created_at,
+            language=event.language,
         )
         channels = channels_for(event.channel, event.classification, rules)
         return await notifier.acknowledge(view, channels, event.phone, final=final)

@@ -241,7 +241,7 @@ async def incident_for_reminder(
 ) -> tuple[str, IncidentView] | None:
     row = await conn.fetchrow(
         """
-        SELECT id, ticket_id, message, email, channel, created_at, status
+        SELECT id, ticket_id, message, email, channel, created_at, language, status
         FROM incidents WHERE id = $1
         """,
         incident_id,
@@ -255,6 +255,7 @@ async def incident_for_reminder(
         email=row["email"],
         channel=row["channel"],
         created_at=row["created_at"],
+        language=row["language"] or "en",
     )
     return row["status"], view
 

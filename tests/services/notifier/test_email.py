@@ -15,6 +15,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 from aiosmtplib.email import flatten_message
+from babel.messages.pofile import read_po
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from contracts.events import Category, NotificationKind
 from services.notifier.adapters.base import PermanentFailure
 from services.notifier.adapters.smtp import ON_THE_WIRE, SmtpMailer, wire_bytes
 from services.notifier.compose import (
+    SUBJECTS,
     IncidentView,
     channels_for,
     email_message,
@@ -29,6 +31,7 @@ from services.notifier.compose import (
     parse_address,
     text_message,
 )
+from services.notifier.translations import LOCALE_DIR, gettext_in
 from tests.services.notifier.conftest import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -411,3 +414,58 @@ async def test_sends_in_flight_are_bounded_per_process() -> None:
         await asyncio.gather(*(send(mailer, view) for view in views))
     assert len(inbox.arrived) == 6
     assert inbox.max_in_flight == 2
+
+
+# -- the customer's language ------------------------------------------------------------------
+
+
+def _text_and_html(mail: Message) -> tuple[str, str]:
+    parsed = on_the_wire(mail)
+    text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert text is not None and html is not None
+    return str(text.get_content()), str(html.get_content())
+
+
+@pytest.mark.parametrize("language", ["es", "de", "fr", "pt", "it"])
+def test_acknowledgement_and_reminder_go_out_in_the_customers_language(language: str) -> None:
+    view = IncidentView(**{**VIEW.__dict__, "language": language})
+    for kind in ("ack", "reminder"):
+        mail = email_message(view, kind, SENDER, "support@company.com").mail
+        text, html = _text_and_html(mail)
+        subject = gettext_in(language, SUBJECTS[kind]).format(ticket_id=view.ticket_id)
+        assert subject != SUBJECTS[kind].format(ticket_id=view.ticket_id)
+        assert on_the_wire(mail)["Subject"] == subject
+        for english in ("Incident Reference", "Best regards,", "Customer Support Team"):
+            translated = gettext_in(language, english)
+            assert translated != english
+            assert translated in text and english not in text
+            assert translated in html  # trusted catalog text, written as it is
+        assert f'<html lang="{language}">' in html
+        assert view.message in text and view.ticket_id in text
+    sms = text_message(view)
+    assert sms != text_message(VIEW) and view.ticket_id in sms
+
+
+def test_other_languages_get_english_and_the_team_always_english() -> None:
+    dutch = IncidentView(**{**VIEW.__dict__, "language": "nl"})
+    english_text, _ = _text_and_html(email_message(VIEW, "ack", SENDER, "s@c.com").mail)
+    dutch_text, _ = _text_and_html(email_message(dutch, "ack", SENDER, "s@c.com").mail)
+    assert dutch_text == english_text
+    spanish = IncidentView(**{**VIEW.__dict__, "language": "es"})
+    escalation, _ = _text_and_html(
+        email_message(spanish, "escalation", SENDER, "s@c.com", to="team@company.com").mail
+    )
+    assert "Escalation: a customer incident is still open." in escalation
+
+
+def test_every_catalog_translates_every_message_keeping_its_placeholders() -> None:
+    template = read_po((LOCALE_DIR / "messages.pot").open("rb"))
+    wanted = {m.id for m in template if m.id}
+    assert len(wanted) >= 20
+    for language in ("es", "de", "fr", "pt", "it"):
+        catalog = read_po((LOCALE_DIR / f"{language}.po").open("rb"), locale=language)
+        translated = {m.id: m.string for m in catalog if m.id and m.string}
+        assert set(translated) == wanted, language
+        for message, translation in translated.items():
+            for placeholder in ("{ticket_id}", "%(ticket_id)s"):
+                assert (placeholder in message) == (placeholder in translation), translation

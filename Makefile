@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test install services migrate lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos
+.PHONY: up down logs test install services migrate lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos eval-foreign translations
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -63,6 +63,18 @@ bench-classifier: install
 
 bench-sentiment: install
 	$(PY) scripts/bench_sentiment.py
+
+# Category, sentiment and language on text the project did not write (docs/quality.md).
+eval-foreign: install
+	$(PY) scripts/eval_foreign.py
+
+# Extract the customer-facing strings into the catalog template; merge them into each language.
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header \
+		-o services/notifier/locale/messages.pot .
+	for po in services/notifier/locale/*.po; do \
+		$(BIN)/pybabel update --no-location --omit-header --no-fuzzy-matching \
+			-i services/notifier/locale/messages.pot -o $$po -l $$(basename $$po .po); done
 
 COUNT ?= 1000000
 # incident.ticketed offered at PACE/s, an open loop, a little above #5's 5,000/s target (the

@@ -13,7 +13,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Channel = Literal["email", "chat", "sms", "whatsapp"]
-Sentiment = Literal["negative", "neutral", "positive"]
+# "unknown": the message is in a language sentiment has no method for; a person reads it.
+Sentiment = Literal["negative", "neutral", "positive", "unknown"]
 Category = Literal[
     "duplicate_payment",
     "failed_payment",
@@ -96,6 +97,8 @@ class IncidentScored(IncidentReceived):
 
     sentiment: Sentiment
     polarity: float
+    # Added in place (additive, defaulted): the message's language, ISO 639-1.
+    language: str = Field("en", pattern=r"^[a-z]{2}$")
 
 
 class IncidentClassified(IncidentScored):

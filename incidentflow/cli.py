@@ -70,7 +70,7 @@ def topology() -> None:
 
 @app.command()
 def provision() -> None:
-    """Provision offline data: the VADER lexicon for nltk and the local classifier model."""
+    """Provision offline data: the VADER lexicon, the local classifier, the sentiment reader."""
     from services.classifier.adapters.local import (
         SHIPPED_DATA,
         LocalClassifier,
@@ -78,33 +78,43 @@ def provision() -> None:
         split,
     )
     from services.classifier.settings import ClassifierSettings
+    from services.sentiment.evaluate import SHIPPED_LABELED, read_labeled
+    from services.sentiment.evaluate import split as split_labeled
     from services.sentiment.lexicon import ensure_vader_lexicon
+    from services.sentiment.meaning import MeaningSentiment
     from services.sentiment.settings import SentimentSettings
 
-    typer.echo(f"vader lexicon: {ensure_vader_lexicon(SentimentSettings().nltk_data)}")
+    sentiment_settings = SentimentSettings()
+    typer.echo(f"vader lexicon: {ensure_vader_lexicon(sentiment_settings.nltk_data)}")
     model_dir = ClassifierSettings().model_dir
     if model_dir is not None:
         train, _ = split(read_examples(SHIPPED_DATA))
         LocalClassifier.train(train).save(model_dir, trained_on=len(train))
         typer.echo(f"classifier model: {model_dir} ({len(train)} training examples)")
+    tuning, _ = split_labeled(read_labeled(SHIPPED_LABELED))
+    reader = MeaningSentiment.train([m.text for m in tuning], [m.sentiment for m in tuning])
+    reader.save(sentiment_settings.model_dir, trained_on=len(tuning))
+    typer.echo(f"sentiment reader: {sentiment_settings.model_dir} ({len(tuning)} examples)")
 
 
 @app.command()
 def sentiment() -> None:
     """Score messages from stdin, one per line; print one JSON line per message."""
-    from services.sentiment.lexicon import ensure_vader_lexicon
-    from services.sentiment.score import SentimentScorer
+    from services.sentiment.assemble import build_scorer
     from services.sentiment.settings import SentimentSettings
 
-    settings = SentimentSettings()
-    ensure_vader_lexicon(settings.nltk_data)
-    scorer = SentimentScorer(settings.thresholds)
+    scorer = build_scorer(SentimentSettings())
     for line in sys.stdin:
         text = line.rstrip("\r\n")
         if not text.strip():
             continue
         score = scorer.score(text)
-        record = {"text": text, "sentiment": score.sentiment, "polarity": score.polarity}
+        record = {
+            "text": text,
+            "sentiment": score.sentiment,
+            "polarity": score.polarity,
+            "language": score.language,
+        }
         typer.echo(json.dumps(record, ensure_ascii=False))
 
 
@@ -122,11 +132,12 @@ def sentiment_eval(
         bool, typer.Option("--held-out", help="only the held-out 30 % (the last line too)")
     ] = False,
 ) -> None:
-    """Plain VADER vs the domain layer: per-class precision/recall/F1, held-out part and all.
+    """Plain VADER vs the service's scorer: per-class precision/recall/F1, held-out and all.
 
-    The last line is the domain layer's ``accuracy=... macro_f1=...`` on all rows (on the
-    held-out rows with ``--held-out``).
+    The last line is the service scorer's ``accuracy=... macro_f1=...`` on all rows (on the
+    English held-out rows with ``--held-out``; the other languages' rows come just before).
     """
+    from services.sentiment.assemble import build_scorer
     from services.sentiment.evaluate import (
         HELD_OUT_PERCENT,
         SHIPPED_LABELED,
@@ -135,20 +146,23 @@ def sentiment_eval(
         side_by_side,
         split,
     )
-    from services.sentiment.lexicon import ensure_vader_lexicon
     from services.sentiment.score import SentimentScorer
     from services.sentiment.settings import SentimentSettings
 
     settings = SentimentSettings()
-    ensure_vader_lexicon(settings.nltk_data)
+    domain = build_scorer(settings)
     plain = SentimentScorer(settings.thresholds, domain=False)
-    domain = SentimentScorer(settings.thresholds)
     messages = read_labeled(csv_path or SHIPPED_LABELED)
     if not messages:
         typer.echo("no labeled rows", err=True)
         raise typer.Exit(1)
     _, held_out = split(messages)
-    parts = [(f"held-out {HELD_OUT_PERCENT}% (by sha256 of the text)", held_out)]
+    english = [m for m in held_out if m.language == "en"]
+    others = [m for m in held_out if m.language != "en"]
+    parts = [
+        (f"held-out {HELD_OUT_PERCENT}% (by sha256 of the text), other languages", others),
+        (f"held-out {HELD_OUT_PERCENT}% (by sha256 of the text), English", english),
+    ]
     if not held_out_only:
         parts.append(("all rows", messages))
     result = None

@@ -35,13 +35,17 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def service_rss_mb(model_dir: Path) -> float:
-    """RSS of the real classifier service process once it has loaded its model."""
+def service_load(model_dir: Path) -> tuple[float, float]:
+    """Seconds the real classifier service takes to build its model (the sentence encoder
+    included), in a process of its own, and that process's RSS once it has."""
     code = (
         "import os, time;"
-        "from services.classifier.app import create_app;"
+        "from services.classifier.app import build_classifier;"
         "from services.classifier.settings import ClassifierSettings;"
-        f"app = create_app(ClassifierSettings(model_dir={str(model_dir)!r}));"
+        f"settings = ClassifierSettings(model_dir={str(model_dir)!r});"
+        "started = time.perf_counter(); build_classifier(settings);"
+        "print(time.perf_counter() - started, flush=True);"
+        "from services.classifier.app import create_app; app = create_app(settings);"
         "print('loaded', flush=True); time.sleep(60)"
     )
     process = subprocess.Popen(
@@ -49,12 +53,19 @@ def service_rss_mb(model_dir: Path) -> float:
     )
     try:
         assert process.stdout is not None
+        load_s = float(process.stdout.readline())
         assert process.stdout.readline().strip() == "loaded"
         time.sleep(0.5)
-        return rss_mb(process.pid)
+        return load_s, rss_mb(process.pid)
     finally:
         process.kill()
         process.wait()
+
+
+# The batch sizes the service receives: one event alone when idle, up to a relay message's
+# events under load (services/ingest/relay.py: EVENTS_PER_MESSAGE).
+BATCH_SIZES = (1, 20, 100)
+HEADLINE_BATCH = 20
 
 
 def main() -> None:
@@ -68,25 +79,29 @@ def main() -> None:
         model_dir = Path(tmp)
         LocalClassifier.train(train).save(model_dir, trained_on=len(train))
 
-        started = time.perf_counter()
         model = LocalClassifier.load(model_dir)
-        load_s = time.perf_counter() - started
 
+        # Every message of the shipped set (all styles and languages), in its shuffled order.
         texts = [e.text for e in examples]
         stream = (texts * (args.messages // len(texts) + 1))[: args.messages]
-        model.predict(stream[0])  # warm-up
-        started = time.perf_counter()
-        for text in stream:
-            model.predict(text)
-        single = len(stream) / (time.perf_counter() - started)
+        rates = {}
+        for size in BATCH_SIZES:
+            started = time.perf_counter()
+            for start in range(0, len(stream), size):
+                model.predict_many(stream[start : start + size])
+            rates[size] = len(stream) / (time.perf_counter() - started)
 
-        rss = service_rss_mb(model_dir)
+        load_s, rss = service_load(model_dir)
 
     print(f"machine: {os.cpu_count()} cores, pinned to 1; python {sys.version.split()[0]}")
     print(f"model load: {load_s:.3f} s")
-    print(f"one message per call: {single:,.0f} msgs/s on one core ({len(stream)} messages)")
+    for size, rate in rates.items():
+        print(f"batches of {size:>3}: {rate:,.0f} msgs/s on one core ({len(stream)} messages)")
     print(f"classifier service process RSS after loading the model: {rss:.0f} MB")
-    print(f"classifier_msgs_per_s={single:.0f} load_s={load_s:.3f} rss_mb={rss:.0f}")
+    print(
+        f"classifier_msgs_per_s={rates[HEADLINE_BATCH]:.0f} "
+        f"batch1_msgs_per_s={rates[1]:.0f} load_s={load_s:.3f} rss_mb={rss:.0f}"
+    )
 
 
 if __name__ == "__main__":

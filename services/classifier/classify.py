@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +19,17 @@ class Classification:
 
 
 class Classifier(Protocol):
-    """A backend that puts a customer message into one of the seven categories."""
+    """A backend that puts customer messages into one of the seven categories."""
+
+    async def classify(self, text: str) -> Classification: ...
+
+    async def classify_many(self, texts: Sequence[str]) -> list[Classification]:
+        """A batch's messages in one go (the local model embeds them in one call)."""
+        ...
+
+
+class OneByOne(Protocol):
+    """A backend asked one message at a time (an outside API)."""
 
     async def classify(self, text: str) -> Classification: ...
 
@@ -25,12 +37,24 @@ class Classifier(Protocol):
 class FallbackClassifier:
     """Asks ``primary`` first; on any failure, ``fallback`` decides (and is recorded as such)."""
 
-    def __init__(self, primary: Classifier, fallback: Classifier) -> None:
+    def __init__(self, primary: OneByOne, fallback: Classifier) -> None:
         self.primary = primary
         self.fallback = fallback
 
     async def classify(self, text: str) -> Classification:
-        try:
-            return await self.primary.classify(text)
-        except Exception:  # any backend failure: the local model always answers
-            return await self.fallback.classify(text)
+        return (await self.classify_many([text]))[0]
+
+    async def classify_many(self, texts: Sequence[str]) -> list[Classification]:
+        # The primary's calls run concurrently (its client bounds them); whatever failed is
+        # decided by the fallback, together.
+        answers = await asyncio.gather(
+            *(self.primary.classify(text) for text in texts), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                raise answer  # cancellation and interrupts are not a backend's failure
+        failed = [i for i, answer in enumerate(answers) if isinstance(answer, Exception)]
+        decided = iter(await self.fallback.classify_many([texts[i] for i in failed]))
+        return [
+            answer if isinstance(answer, Classification) else next(decided) for answer in answers
+        ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from contracts.events import IncidentClassified, IncidentScored, derived_event_id
@@ -19,9 +18,17 @@ log = logging.getLogger("incidentflow.classifier")
 def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: float) -> None:
     classifications = runtime.step_writes(store.save_classifications)
 
-    async def decide(event: IncidentScored) -> store.Decided:
-        result = await classifier.classify(event.message)
-        return event, result, result.confidence < review_threshold
+    async def decide(events: list[IncidentScored]) -> list[store.Decided]:
+        results = await classifier.classify_many([event.message for event in events])
+        return [
+            (event, result, needs_review(event, result))
+            for event, result in zip(events, results, strict=True)
+        ]
+
+    def needs_review(event: IncidentScored, result: Classification) -> bool:
+        # A person checks the category when the model is unsure, and the mood when sentiment
+        # could not score it (a language it has no method for).
+        return result.confidence < review_threshold or event.sentiment == "unknown"
 
     async def announce(event: IncidentScored, result: Classification, needs_review: bool) -> None:
         classified = IncidentClassified(
@@ -48,14 +55,15 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
 
     @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
     async def on_incident_scored(event: IncidentScored) -> None:
-        decided = await decide(event)
+        (decided,) = await decide([event])
         await classifications.submit(decided)
         await announce(*decided)
 
     async def on_batch(events: list[IncidentScored]) -> None:
-        """A batch's events together: classified concurrently (Gemini's client bounds its own
-        calls), one write, then each published and logged under its own incident's trace."""
-        decided = await asyncio.gather(*(decide(event) for event in events))
+        """A batch's events together: classified in one call (the local model embeds them
+        together; Gemini's calls run concurrently, bounded by its client), one write, then each
+        published and logged under its own incident's trace."""
+        decided = await decide(events)
         await classifications.submit_all(decided)
         await each_traced(
             (event.trace, announce(event, result, review)) for event, result, review in decided

@@ -125,6 +125,7 @@ class IncidentSummary(BaseModel):
     status: Literal["open", "resolved"]
     sentiment: Sentiment | None
     polarity: float | None
+    language: str | None = Field(None, description="ISO 639-1, once scored")
     classification: Category | None
     confidence: float | None
     ticket_id: str | None
@@ -169,6 +170,7 @@ class Stats(BaseModel):
     by_status: dict[str, int]
     by_category: dict[str, int]
     by_sentiment: dict[str, int]
+    by_language: dict[str, int]
     reminders_sent: int
     needs_review: int
     corrections: int

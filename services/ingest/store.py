@@ -129,7 +129,7 @@ async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
 
 # ticket_fallback is false from the start (migration 0010); without a ticket it says nothing.
 INCIDENT_COLUMNS = """
-    id AS incident_id, customer_id, channel, message, status, sentiment, polarity,
+    id AS incident_id, customer_id, channel, message, status, sentiment, polarity, language,
     classification, confidence, reason, classifier_model, needs_review, ticket_id,
     CASE WHEN ticket_id IS NOT NULL THEN ticket_fallback END AS ticket_fallback, repeat_reports,
     reminder_sent, created_at, scored_at, classified_at, ticketed_at, acknowledged_at,
@@ -287,6 +287,7 @@ async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
         "by_status": await counts("status"),
         "by_category": await counts("classification"),
         "by_sentiment": await counts("sentiment"),
+        "by_language": await counts("language"),
         "reminders_sent": await conn.fetchval("SELECT count(*) FROM incidents WHERE reminder_sent"),
         "notifications": notifications,
         "notifications_by_status": by_status,

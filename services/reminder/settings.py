@@ -14,7 +14,8 @@ def _urgent_categories() -> dict[Category, int]:
 
 
 def _urgent_sentiments() -> dict[Sentiment, int]:
-    return {"negative": FOUR_HOURS}
+    # A mood sentiment could not read (another language) is followed up as an unhappy one.
+    return {"negative": FOUR_HOURS, "unknown": FOUR_HOURS}
 
 
 class ReminderSettings(CommonSettings):

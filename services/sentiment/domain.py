@@ -194,7 +194,7 @@ CUES: tuple[Cue, ...] = (
             # a failure "again" (not "send it again", "thanks again", "working again")
             r"\b(?:declined|charged|billed|debited|blocked|frozen|locked|broken|down|failed|failing"
             r"|crashed|crashing|wrong|happened|happening|missing|late|gone|stuck|rejected|bounced"
-            r"|overdrawn|me\s+out)\s+(?:\w+\s+)?again\b",
+            r"|overdrawn|me\s+out)\s+(?:\w+\s+){0,5}again\b",
         ),
     ),
     # -- money gone, someone else used the account (fraud_report, failed_payment)
@@ -220,6 +220,18 @@ CUES: tuple[Cue, ...] = (
             r"\b(?:want|need)\s+(?:my\s+)?money\s+back\b",
             r"\b(?:lost|losing|lose)\s+(?:[£$€]|\d|money|my\s+money|my\s+savings|out\b)",
             r"\beven\s+though\b",
+        ),
+    ),
+    # -- harm told flatly: charged for what was paid, a fee nobody mentioned
+    Cue(
+        "harm",
+        -2.0,
+        (
+            r"\bpaid\s+(?:it\s+|this\s+|that\s+|them\s+|everything\s+)?(?:off\s+)?in\s+full\b",
+            r"\b(?:already|had)\s+(?:been\s+)?paid\s+(?:for\s+)?(?:it|this|that|them)\b",
+            r"\b(?:never|wasn't|wasnt|was\s+not|weren't|werent|not)\s+(?:once\s+)?(?:told"
+            r"|informed|warned|notified|mentioned)\b",
+            r"\bhidden\s+(?:fees?|charges?|costs?)\b",
         ),
     ),
     # -- frustration, distress and threats to leave
@@ -276,7 +288,9 @@ SARCASM = Cue(
     (
         r"(?:^|(?<=[.,!?;:]))\s*(?:oh\s+|just\s+|how\s+|so\s+|really\s+)?(?:great|lovely|amazing"
         r"|brilliant|fantastic|wonderful|perfect|awesome|nice|superb|love\s+it|thanks\s+a\s+lot"
-        r"|thanks\s+for\s+nothing|cheers\s+for\s+that|good\s+job|well\s+done)"
+        r"|thanks\s+for\s+nothing|cheers\s+for\s+that|good\s+job|well\s+done"
+        r"|(?:great|fantastic|amazing|brilliant|excellent|superb|stellar)\s+(?:job|work|service)"
+        r"(?:\s+(?:guys|team|everyone|folks|people))?)"
         r"(?=\s*(?:[.,!?;:]|$|xemoji))",
     ),
 )

@@ -30,6 +30,7 @@ class LabeledMessage:
     text: str
     sentiment: Sentiment
     channel: str
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Evaluation:
     accuracy: float
     macro_f1: float
     per_class: dict[Sentiment, ClassMetrics]
+    unknown: int = 0
 
 
 def read_labeled(path: Path) -> list[LabeledMessage]:
@@ -61,6 +63,7 @@ def read_labeled(path: Path) -> list[LabeledMessage]:
                 text=row["text"],
                 sentiment=cast(Sentiment, sentiment),
                 channel=(row.get("channel") or "").strip(),
+                language=(row.get("language") or "en").strip(),
             )
         )
     return messages
@@ -85,7 +88,7 @@ def split(
 
 def evaluate(scorer: SentimentScorer, messages: Sequence[LabeledMessage]) -> Evaluation:
     truth = [message.sentiment for message in messages]
-    predicted = [scorer.score(message.text).sentiment for message in messages]
+    predicted = [score.sentiment for score in scorer.score_many([m.text for m in messages])]
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, labels=list(LABELS), zero_division=0
     )
@@ -96,17 +99,22 @@ def evaluate(scorer: SentimentScorer, messages: Sequence[LabeledMessage]) -> Eva
     return Evaluation(
         rows=len(messages),
         accuracy=float(accuracy_score(truth, predicted)),
-        # over the labels that occur in truth or prediction, as scikit-learn does by default
-        macro_f1=float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        # over the three moods; "unknown" (another language the reader was unsure of) counts
+        # as a miss of the true mood, never as a class of its own
+        macro_f1=float(
+            f1_score(truth, predicted, labels=list(LABELS), average="macro", zero_division=0)
+        ),
+        unknown=predicted.count("unknown"),
         per_class=per_class,
     )
 
 
 def side_by_side(title: str, plain: Evaluation, domain: Evaluation) -> list[str]:
-    """A text table: per-class precision / recall / F1, plain VADER beside the domain layer."""
+    """A text table: per-class precision / recall / F1, plain VADER beside the service's
+    scorer (the domain layer, the embedding reader and language detection)."""
     lines = [
         f"{title} ({domain.rows} rows)",
-        f"  {'':<10} {'plain VADER':^26}   {'domain layer':^26}",
+        f"  {'':<10} {'plain VADER':^26}   {'incidentflow':^26}",
         f"  {'class':<10} {'prec':>8}{'recall':>9}{'F1':>9}   {'prec':>8}{'recall':>9}{'F1':>9}"
         f"  {'support':>8}",
     ]
@@ -118,4 +126,46 @@ def side_by_side(title: str, plain: Evaluation, domain: Evaluation) -> list[str]
         )
     lines.append(f"  {'accuracy':<10} {plain.accuracy:>26.3f}   {domain.accuracy:>26.3f}")
     lines.append(f"  {'macro F1':<10} {plain.macro_f1:>26.3f}   {domain.macro_f1:>26.3f}")
+    lines.append(f"  {'unknown':<10} {plain.unknown:>26}   {domain.unknown:>26}")
     return lines
+
+
+@dataclass(frozen=True)
+class LanguageReport:
+    """How sentiment did on one language's messages."""
+
+    language: str
+    rows: int
+    accuracy: float  # "unknown" counts as wrong here
+    unknown: int
+    negative_scored_positive: int
+    language_detected: float  # share of rows whose language was detected right
+
+    def line(self) -> str:
+        return (
+            f"language={self.language} n={self.rows} sentiment_accuracy={self.accuracy:.3f} "
+            f"unknown={self.unknown} negative_scored_positive={self.negative_scored_positive} "
+            f"language_detected={self.language_detected:.3f}"
+        )
+
+
+def by_language(
+    scorer: SentimentScorer, messages: Sequence[LabeledMessage]
+) -> list[LanguageReport]:
+    scores = scorer.score_many([m.text for m in messages])
+    reports = []
+    for language in sorted({m.language for m in messages}):
+        pairs = [(m, s) for m, s in zip(messages, scores, strict=True) if m.language == language]
+        reports.append(
+            LanguageReport(
+                language=language,
+                rows=len(pairs),
+                accuracy=sum(m.sentiment == s.sentiment for m, s in pairs) / len(pairs),
+                unknown=sum(s.sentiment == "unknown" for _, s in pairs),
+                negative_scored_positive=sum(
+                    m.sentiment == "negative" and s.sentiment == "positive" for m, s in pairs
+                ),
+                language_detected=sum(m.language == s.language for m, s in pairs) / len(pairs),
+            )
+        )
+    return reports

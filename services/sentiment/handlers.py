@@ -23,23 +23,29 @@ def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
             event_id=derived_event_id(event.incident_id, "scored"),
             sentiment=score.sentiment,
             polarity=score.polarity,
+            language=score.language,
         )
         await runtime.events.publish(scored)
         log.info(
             "incident scored",
-            extra={"incident_id": str(event.incident_id), "sentiment": score.sentiment},
+            extra={
+                "incident_id": str(event.incident_id),
+                "sentiment": score.sentiment,
+                "language": score.language,
+            },
         )
 
     @runtime.broker.subscriber(SENTIMENT_RECEIVED.queue, SENTIMENT_RECEIVED.source)
     async def on_incident_received(event: IncidentReceived) -> None:
-        score = scorer.score(event.message)
+        (score,) = scorer.score_many([event.message])
         await scores.submit((event, score))
         await announce(event, score)
 
     async def on_batch(events: list[IncidentReceived]) -> None:
         """A batch's events together: one write, then each published (and logged) under its
         own incident's trace, which it carries, as the per-event chain would have."""
-        scored = [(event, scorer.score(event.message)) for event in events]
+        batch_scores = scorer.score_many([event.message for event in events])
+        scored = list(zip(events, batch_scores, strict=True))
         await scores.submit_all(scored)
         # One failed: the batch goes the per-event way, and what went out goes again, as on
         # a redelivery (the next steps are idempotent).

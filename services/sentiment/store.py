@@ -10,10 +10,12 @@ from services.sentiment.score import Score
 
 SAVE_SCORES = f"""
 WITH step AS (
-    SELECT * FROM unnest({HANDLED_PARAMETERS}, $8::text[], $9::float8[])
-    AS s({HANDLED_COLUMNS}, sentiment, polarity)
+    SELECT * FROM unnest({HANDLED_PARAMETERS}, $8::text[], $9::float8[], $10::text[])
+    AS s({HANDLED_COLUMNS}, sentiment, polarity, language)
 ), {HANDLED_CTE}
-UPDATE incidents i SET sentiment = step.sentiment, polarity = step.polarity, scored_at = now()
+UPDATE incidents i
+SET sentiment = step.sentiment, polarity = step.polarity, language = step.language,
+    scored_at = now()
 FROM step JOIN handled USING (event_id)
 WHERE i.id = step.incident_id AND i.scored_at IS NULL
 """
@@ -29,4 +31,5 @@ async def save_scores(conn: asyncpg.Connection, service: str, scored: Scored) ->
         *handled_arguments(service, [event for event, _ in scored]),
         [score.sentiment for _, score in scored],
         [score.polarity for _, score in scored],
+        [score.language for _, score in scored],
     )

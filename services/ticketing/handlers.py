@@ -25,6 +25,7 @@ def ticket_request(event: IncidentClassified) -> TicketRequest:
         message=event.message,
         customer_id=event.customer_id,
         sentiment=event.sentiment,
+        language=event.language,
     )
 
 

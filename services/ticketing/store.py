@@ -85,7 +85,8 @@ async def claim_fallbacks(
             LIMIT $1
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING id, ticket_id, classification, message, customer_id, sentiment, created_at
+        RETURNING id, ticket_id, classification, message, customer_id, sentiment, language,
+                  created_at
         """,
         limit,
         lease_seconds,
@@ -98,6 +99,7 @@ async def claim_fallbacks(
                 message=row["message"],
                 customer_id=row["customer_id"],
                 sentiment=row["sentiment"] or "neutral",
+                language=row["language"] or "en",
             ),
             row["ticket_id"],
         )

@@ -15,6 +15,8 @@ class TicketRequest:
     message: str
     customer_id: str
     sentiment: str
+    # ISO 639-1, so the team can route the ticket to someone who reads the language.
+    language: str = "en"
 
     @property
     def idempotency_key(self) -> str:

@@ -63,6 +63,16 @@ def test_a_v1_message_written_today_keeps_parsing() -> None:
     )
     event = IncidentScored.model_validate_json(payload)
     assert event.sentiment == "negative" and event.channel == "email"
+    # Written before sentiment detected languages: taken as English, as replies fall back to.
+    assert event.language == "en"
+
+
+def test_language_is_an_iso_639_1_code() -> None:
+    scored = {**RECEIVED.model_dump(), "sentiment": "unknown", "polarity": 0.0}
+    assert IncidentScored.model_validate({**scored, "language": "es"}).language == "es"
+    for wrong in ("spanish", "ES", "e", ""):
+        with pytest.raises(ValidationError):
+            IncidentScored.model_validate({**scored, "language": wrong})
 
 
 def test_unknown_category_or_channel_is_rejected() -> None:

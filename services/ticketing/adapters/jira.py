@@ -89,7 +89,8 @@ def _description(request: TicketRequest) -> dict[str, Any]:
 
     facts = (
         f"Customer {request.customer_id} · category {request.category} · "
-        f"sentiment {request.sentiment} · incident {request.incident_id}"
+        f"sentiment {request.sentiment} · language {request.language} · "
+        f"incident {request.incident_id}"
     )
     # ADF rejects empty text nodes.
     return {

@@ -36,10 +36,10 @@ class LocalTicketSystem:
 
 OPEN_LOCAL_TICKETS = """
 WITH wanted AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-    AS w(incident_id, subject, category, sentiment)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS w(incident_id, subject, category, sentiment, language)
 ), opened AS (
-    INSERT INTO local_tickets (incident_id, subject, category, sentiment)
+    INSERT INTO local_tickets (incident_id, subject, category, sentiment, language)
     SELECT * FROM wanted
     ON CONFLICT (incident_id) DO NOTHING
     RETURNING incident_id, ticket_id
@@ -63,6 +63,7 @@ async def open_local_tickets(
         [r.subject for r in unique],
         [r.category for r in unique],
         [r.sentiment for r in unique],
+        [r.language for r in unique],
     )
     opened = {row["incident_id"]: row["ticket_id"] for row in rows}
     return [opened.get(r.incident_id) for r in requests]

@@ -30,6 +30,7 @@ class RestTicketSystem:
                 "message": request.message,
                 "customer_id": request.customer_id,
                 "sentiment": request.sentiment,
+                "language": request.language,
             },
             headers=headers,
         )

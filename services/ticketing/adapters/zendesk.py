@@ -50,7 +50,12 @@ class ZendeskTicketSystem:
                 "ticket": {
                     "subject": request.subject,
                     "comment": {"body": _comment(request)},
-                    "tags": [request.category, f"sentiment_{request.sentiment}", "incidentflow"],
+                    "tags": [
+                        request.category,
+                        f"sentiment_{request.sentiment}",
+                        f"language_{request.language}",
+                        "incidentflow",
+                    ],
                     "priority": zendesk_priority(request.category, request.sentiment),
                     # Findable by the incident even without the idempotency window (24 h).
                     "external_id": request.idempotency_key,
@@ -73,5 +78,6 @@ def _comment(request: TicketRequest) -> str:
         f"Customer: {request.customer_id}\n"
         f"Category: {request.category}\n"
         f"Sentiment: {request.sentiment}\n"
+        f"Language: {request.language}\n"
         f"Incident: {request.incident_id}"
     )

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from incidentflow.embeddings import SentenceEncoder
 from services.classifier.adapters.gemini import GeminiClassifier
 from services.classifier.adapters.local import (
+    FAST_PATH_CONFIDENCE,
     SHIPPED_DATA,
     Example,
+    LinearScorer,
     LocalClassifier,
     is_held_out,
     read_examples,
     split,
 )
-from services.classifier.classify import FallbackClassifier
+from services.classifier.classify import Classification, FallbackClassifier
+from services.classifier.evaluation import evaluate
 from tests.fakes import Answer, fake_server
 
 
@@ -50,6 +57,67 @@ async def test_local_model_classifies_clear_messages(
     assert result.category == category
     assert 0 < result.confidence <= 1
     assert result.reason and result.model == "local"
+
+
+MULTILINGUAL = Path(__file__).resolve().parents[3] / "data/classifier/multilingual-heldout.csv"
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("Me han cobrado dos veces la misma compra y nadie me responde", "duplicate_payment"),
+        (
+            "Meine Karte wurde gesperrt und ich komme nicht mehr ins Online-Banking",
+            "account_locked",
+        ),
+        ("Quelqu'un a utilisé ma carte pour des achats que je n'ai pas faits", "fraud_report"),
+        ("Voglio il rimborso per l'ordine annullato la settimana scorsa", "refund_request"),
+        ("O Pix não foi concluído mas o dinheiro saiu da minha conta", "failed_payment"),
+    ],
+)
+def test_local_model_classifies_other_languages(
+    local: LocalClassifier, text: str, category: str
+) -> None:
+    assert local.predict(text).category == category
+
+
+class CountingEncoder:
+    """The real encoder, counting the calls and the texts it was given."""
+
+    def __init__(self, encoder: SentenceEncoder) -> None:
+        self.encoder = encoder
+        self.calls: list[list[str]] = []
+        self.name = encoder.name
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self.encoder.encode(texts)
+
+
+def test_a_batch_embeds_its_unsure_messages_in_one_call(local: LocalClassifier) -> None:
+    assert local.encoder is not None
+    counting = CountingEncoder(local.encoder)
+    model = LocalClassifier(local.words, local.meaning, encoder=counting)  # type: ignore[arg-type]
+    texts = [e.text for e in read_examples(SHIPPED_DATA)[:60]]
+    sure = [
+        text
+        for text in texts
+        if LinearScorer(local.words).score(text)[0].max() >= FAST_PATH_CONFIDENCE
+    ]
+    results = model.predict_many(texts)
+    assert len(counting.calls) == 1
+    assert sorted(counting.calls[0]) == sorted(set(texts) - set(sure))
+    assert 0 < len(sure) < len(texts)  # both paths were taken
+    assert results == [local.predict(text) for text in texts]
+
+
+def test_quality_on_held_out_rows_and_per_language(local: LocalClassifier) -> None:
+    _, held_out = split(read_examples(SHIPPED_DATA))
+    assert evaluate(local, held_out).macro_f1 >= 0.95
+    multilingual = evaluate(local, read_examples(MULTILINGUAL))
+    assert set(multilingual.by_language) == {"es", "de", "fr", "pt", "it"}
+    for language, (rows, accuracy) in multilingual.by_language.items():
+        assert rows >= 60 and accuracy >= 0.85, language
 
 
 def test_local_model_round_trips_through_its_directory(local: LocalClassifier, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -116,7 +184,21 @@ async def test_gemini_failure_falls_back_to_local_and_says_so(
     assert result.category == "duplicate_payment"
 
 
+async def test_a_batch_falls_back_only_where_gemini_failed(local: LocalClassifier) -> None:
+    # One answer outside the enum: that message alone is the local model's.
+    answers = [Answer(200, gemini_answer("refund_request")), Answer(200, gemini_answer("nope"))]
+    with fake_server(*answers, default=Answer(200, gemini_answer("refund_request"))) as server:
+        classifier = FallbackClassifier(gemini(server.url, timeout=2.0), local)
+        results = await classifier.classify_many(
+            ["I want my money back", "I was charged twice for one coffee", "refund please"]
+        )
+    assert all(isinstance(r, Classification) for r in results)
+    models = [r.model for r in results]
+    assert models.count("local") == 1 and models.count("gemini:gemini-2.0-flash") == 2
+
+
 def test_fast_scorer_equals_the_sklearn_pipeline(local: LocalClassifier) -> None:
+    """The words model's own arithmetic (LinearScorer) gives scikit-learn's probabilities."""
     edge_cases = [
         Example("", "other"),
         Example("zzzz qqqq", "other"),
@@ -124,12 +206,11 @@ def test_fast_scorer_equals_the_sklearn_pipeline(local: LocalClassifier) -> None
     ]
     examples = [*read_examples(SHIPPED_DATA)[:200], *edge_cases]
     texts = [e.text for e in examples]
-    expected = local.pipeline.predict_proba(texts)
+    expected = local.words.predict_proba(texts)
+    scorer = LinearScorer(local.words)
     for text, probabilities in zip(texts, expected, strict=True):
-        result = local.predict(text)
-        best = int(probabilities.argmax())
-        assert result.category == local.pipeline.classes_[best]
-        assert result.confidence == pytest.approx(round(float(probabilities[best]), 4), abs=1e-4)
+        computed, _ = scorer.score(text)
+        assert computed == pytest.approx(probabilities, abs=1e-9)
 
 
 async def test_gemini_calls_in_flight_are_bounded() -> None:

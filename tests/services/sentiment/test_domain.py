@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from services.sentiment.assemble import build_scorer
 from services.sentiment.domain import CUES, NEUTRAL_WORDS, DomainLayer
 from services.sentiment.evaluate import SHIPPED_LABELED, evaluate, read_labeled, split
 from services.sentiment.lexicon import emoji_descriptions, ensure_vader_lexicon
@@ -150,17 +151,37 @@ def test_thresholds_are_configurable_for_the_domain_scorer() -> None:
 def test_held_out_split_is_fixed() -> None:
     messages = read_labeled(SHIPPED_LABELED)
     tuning, held_out = split(messages)
-    assert (len(messages), len(tuning), len(held_out)) == (385, 275, 110)
+    assert (len(messages), len(tuning), len(held_out)) == (1585, 1100, 485)
     assert split(reversed(messages))[1] == held_out[::-1]
 
 
-def test_domain_layer_beats_plain_vader_on_the_held_out_part(
-    scorer: SentimentScorer, plain: SentimentScorer
+@pytest.fixture(scope="module")
+def service() -> SentimentScorer:
+    return build_scorer(SentimentSettings())
+
+
+def test_the_service_scorer_beats_plain_vader_on_english_held_out_rows(
+    service: SentimentScorer, plain: SentimentScorer
 ) -> None:
     _, held_out = split(read_labeled(SHIPPED_LABELED))
-    domain_result, plain_result = evaluate(scorer, held_out), evaluate(plain, held_out)
-    assert domain_result.macro_f1 >= 0.85
-    assert domain_result.macro_f1 > plain_result.macro_f1
+    english = [m for m in held_out if m.language == "en"]
+    result, plain_result = evaluate(service, english), evaluate(plain, english)
+    assert result.macro_f1 >= 0.85
+    assert result.macro_f1 > plain_result.macro_f1 + 0.2
+
+
+def test_other_languages_held_out_never_read_unhappy_as_happy(service: SentimentScorer) -> None:
+    _, held_out = split(read_labeled(SHIPPED_LABELED))
+    others = [m for m in held_out if m.language != "en"]
+    scores = service.score_many([m.text for m in others])
+    assert len(others) >= 200
+    assert not [
+        m.text
+        for m, s in zip(others, scores, strict=True)
+        if m.sentiment == "negative" and s.sentiment == "positive"
+    ]
+    hits = sum(m.sentiment == s.sentiment for m, s in zip(others, scores, strict=True))
+    assert hits / len(others) >= 0.7
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -196,7 +217,7 @@ def test_cli_scores_one_json_line_per_message() -> None:
 
 def test_cli_eval_prints_both_scorers_and_the_domain_figures_last() -> None:
     output = run("sentiment-eval", "--held-out")
-    assert "plain VADER" in output and "domain layer" in output
+    assert "plain VADER" in output and "incidentflow" in output and "other languages" in output
     last = output.strip().splitlines()[-1]
     match = re.fullmatch(r"accuracy=(0\.\d{3}) macro_f1=(0\.\d{3})", last)
     assert match and float(match[2]) >= 0.85

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 
 import asyncpg
@@ -33,7 +34,7 @@ def basic(user: str, password: str) -> str:
 async def test_zendesk_ticket_shape_auth_and_idempotency(
     api: FakeTicketApi, client: httpx.AsyncClient
 ) -> None:
-    request = new_request(category="fraud_report", sentiment="neutral")
+    request = new_request(category="fraud_report", sentiment="neutral", language="pt")
     tickets = ZendeskTicketSystem(client, api.url, "agent@bank.example", "zd-token")
     ticket_id = await tickets.create_ticket(request)
     assert ticket_id == "1001"
@@ -41,7 +42,8 @@ async def test_zendesk_ticket_shape_auth_and_idempotency(
     assert arrived.headers["authorization"] == basic("agent@bank.example/token", "zd-token")
     assert arrived.headers["idempotency-key"] == request.idempotency_key
     ticket = arrived.json()["ticket"]
-    assert ticket["tags"] == ["fraud_report", "sentiment_neutral", "incidentflow"]
+    assert ticket["tags"] == ["fraud_report", "sentiment_neutral", "language_pt", "incidentflow"]
+    assert "Language: pt" in ticket["comment"]["body"]
     assert ticket["priority"] == "urgent"
     assert ticket["external_id"] == request.idempotency_key
     assert str(request.incident_id) in ticket["subject"]
@@ -75,7 +77,7 @@ def jira(api: FakeTicketApi, client: httpx.AsyncClient) -> JiraTicketSystem:
 async def test_jira_issue_shape_auth_and_lookup_first(
     api: FakeTicketApi, client: httpx.AsyncClient
 ) -> None:
-    request = new_request()
+    request = new_request(language="it")
     key = await jira(api, client).create_ticket(request)
     assert key == "OPS-1"
     [search] = api.requests_to(JIRA_SEARCH_PATH)
@@ -96,6 +98,7 @@ async def test_jira_issue_shape_auth_and_lookup_first(
     assert label in fields["labels"]
     description = fields["description"]
     assert (description["type"], description["version"]) == ("doc", 1)
+    assert "language it" in json.dumps(description)
     assert description["content"][0] == {
         "type": "paragraph",
         "content": [{"type": "text", "text": "I was charged twice"}],

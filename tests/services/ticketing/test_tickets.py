@@ -38,6 +38,7 @@ async def test_rest_ticket_is_created_with_bearer_and_idempotency_key(
         "message": "I was charged twice",
         "customer_id": "99876",
         "sentiment": "negative",
+        "language": "en",
     }
 
 

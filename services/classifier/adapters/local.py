@@ -196,7 +196,9 @@ class LocalClassifier:
         if meaning is not None and list(meaning.classes_) != list(self._scorer.classes):
             raise ValueError("the two models were trained on different categories")
         # Loaded now, not at the first unsure message: that one would wait about a second.
-        self.encoder = encoder or shared_encoder() if meaning is not None else None
+        self.encoder: SentenceEncoder | None = None
+        if meaning is not None:
+            self.encoder = encoder or shared_encoder()
 
     @classmethod
     def train(

@@ -59,7 +59,10 @@ class Score:
 
 
 class SentimentScorer:
-    """Scores messages with NLTK VADER (lexicon provisioned by ``ensure_vader_lexicon``).
+    """Scores messages with NLTK VADER (lexicon provisioned by ``ensure_vader_lexicon``), and,
+    given ``languages`` and ``meaning``, detects each message's language and lets the embedding
+    reader score other languages and check VADER's English positives and neutrals (the module
+    docstring). The service builds it with all of them (``services.sentiment.assemble``).
 
     ``domain=True`` (the default) adds the payments-support layer of
     ``services.sentiment.domain``; ``domain=False`` is plain VADER, kept for comparison.

@@ -131,7 +131,7 @@ def isolated_stack(
     The var directory is made under the repository's var/, where `make up` keeps its files,
     not under /tmp: on this project's VMs creating a file below /tmp costs ~0.7 ms of CPU
     against ~0.05 ms elsewhere on the same disk, and the dev inbox creates one per mail
-    (docs/performance.md, session 10).
+    (docs/performance.md).
 
     ``mail_in_memory``: the dev inbox keeps its mails on tmpfs (/dev/shm) where there is
     one. It stands for the mail provider, whose disk is not this machine's; on this

@@ -232,7 +232,7 @@ class AutovacuumStandIn:
     runs: tables that only grow dead rows, and plans that never change. The services'
     prepared statements keep the plans made when the tables were empty, sequential scans,
     until an ANALYZE invalidates them; that alone made Postgres' CPU grow through a run
-    (docs/performance.md, session 11).
+    (docs/performance.md).
 
     Every ``naptime`` seconds it vacuums and analyzes each table of the benchmark's database
     past autovacuum's default thresholds, as autovacuum's worker would. The naptime is

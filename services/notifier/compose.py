@@ -30,7 +30,7 @@ from services.notifier.translations import (
 # Bodies as base64 UTF-8, safe for any text. Quoted-printable would keep them readable on the
 # wire, but the email package encodes it in Python, a character at a time (the templates'
 # rules are 9 bytes a character in it): base64 is binascii's C, and halves the CPU of
-# building a mail (1.17 to 0.62 ms on session 11's VM; docs/decisions.md).
+# building a mail (1.17 to 0.62 ms on one of the project's VMs; docs/decisions.md).
 _UTF8 = charset.Charset("utf-8")
 _UTF8.body_encoding = charset.BASE64
 

@@ -33,12 +33,12 @@ class ReminderSettings(CommonSettings):
     # Reminders due within one slot of this many seconds share one delayed tick; a reminder
     # fires at most this much after its due time (plus the work of firing).
     tick_seconds: float = Field(0.25, ge=0.1, le=60)
-    # A reminder a version before session 9 left claimed ('requesting') this long, its
+    # A reminder an earlier version left claimed ('requesting') this long, its
     # request never confirmed, is requested again; the notifier's claim keeps the mail single.
     request_lease_seconds: float = Field(60.0, gt=0)
     # Reminders claimed and requested per round trip when many fall due at once. Each claim
     # reads the due index from its start, dead entries since the last vacuum included: fewer,
-    # larger claims keep up over a million (docs/performance.md, session 9).
+    # larger claims keep up over a million (docs/performance.md).
     fire_batch_size: int = Field(2000, ge=1, le=10_000)
 
     def follow_up_delay(self, category: Category, sentiment: Sentiment) -> int:

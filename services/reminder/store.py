@@ -82,8 +82,8 @@ class Fired:
 
 # One statement claims a batch (FOR UPDATE SKIP LOCKED: concurrent firings and replicas
 # never take the same reminder), decides each against its incident's status and audits it,
-# in the transaction that publishes the requests (Reminders.fire_due). Versions before
-# session 9 committed the claim first as 'requesting', then 'requested' once confirmed; a
+# in the transaction that publishes the requests (Reminders.fire_due). Earlier
+# versions committed the claim first as 'requesting', then 'requested' once confirmed; a
 # reminder such a process left 'requesting' longer than the lease is claimed again.
 #
 # Each kind is read by an ordered scan of its own partial index, never both in one OR: the

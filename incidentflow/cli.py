@@ -78,10 +78,9 @@ def provision() -> None:
         split,
     )
     from services.classifier.settings import ClassifierSettings
-    from services.sentiment.evaluate import SHIPPED_LABELED, read_labeled
-    from services.sentiment.evaluate import split as split_labeled
+    from services.sentiment.evaluate import SHIPPED_LABELED
     from services.sentiment.lexicon import ensure_vader_lexicon
-    from services.sentiment.meaning import MeaningSentiment
+    from services.sentiment.meaning import train_on_tuning_part
     from services.sentiment.settings import SentimentSettings
 
     sentiment_settings = SentimentSettings()
@@ -91,10 +90,9 @@ def provision() -> None:
         train, _ = split(read_examples(SHIPPED_DATA))
         LocalClassifier.train(train).save(model_dir, trained_on=len(train))
         typer.echo(f"classifier model: {model_dir} ({len(train)} training examples)")
-    tuning, _ = split_labeled(read_labeled(SHIPPED_LABELED))
-    reader = MeaningSentiment.train([m.text for m in tuning], [m.sentiment for m in tuning])
-    reader.save(sentiment_settings.model_dir, trained_on=len(tuning))
-    typer.echo(f"sentiment reader: {sentiment_settings.model_dir} ({len(tuning)} examples)")
+    reader, examples = train_on_tuning_part(SHIPPED_LABELED)
+    reader.save(sentiment_settings.model_dir, trained_on=examples)
+    typer.echo(f"sentiment reader: {sentiment_settings.model_dir} ({examples} examples)")
 
 
 @app.command()

@@ -87,14 +87,21 @@ class MeaningSentiment:
         return [Reading(*(float(p) for p in row)) for row in probabilities]
 
 
+def train_on_tuning_part(labeled: Path) -> tuple[MeaningSentiment, int]:
+    """A reader trained on ``labeled``'s tuning part (never its held-out part), and how many
+    examples that was."""
+    from services.sentiment.evaluate import read_labeled, split
+
+    tuning, _ = split(read_labeled(labeled))
+    reader = MeaningSentiment.train([m.text for m in tuning], [m.sentiment for m in tuning])
+    return reader, len(tuning)
+
+
 def default_meaning(model_dir: Path, labeled: Path) -> MeaningSentiment:
     """The reader in ``model_dir`` if there is one, else one trained now on ``labeled``'s
     tuning part and kept there for the next start."""
-    from services.sentiment.evaluate import read_labeled, split
-
     if (model_dir / MODEL_FILE).exists():
         return MeaningSentiment.load(model_dir)
-    tuning, _ = split(read_labeled(labeled))
-    reader = MeaningSentiment.train([m.text for m in tuning], [m.sentiment for m in tuning])
-    keep_if_possible(lambda: reader.save(model_dir, trained_on=len(tuning)), model_dir)
+    reader, examples = train_on_tuning_part(labeled)
+    keep_if_possible(lambda: reader.save(model_dir, trained_on=examples), model_dir)
     return reader

@@ -4,7 +4,7 @@ A service's heap after startup (FastAPI/FastStream, pydantic models, the classif
 the lexicon) is hundreds of thousands of objects that live as long as the process. CPython's
 full (generation 2) collection walks all of them: under load at 200 incidents/s each took
 65-206 ms of wall time here, a pause in which the process does nothing else; 2-8 ms once
-they were frozen (docs/decisions.md, "a frozen startup heap").
+they were frozen (docs/adr/0044-services-freeze-their-startup-heap.md).
 
 ``gc.freeze()`` moves every object alive at that moment to a permanent generation the
 collector no longer walks, so later full collections cover only what was allocated since.

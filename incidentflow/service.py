@@ -13,6 +13,7 @@ import asyncpg
 from aio_pika.exceptions import AMQPConnectionError
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.subscriber import RabbitSubscriber
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError
 from tenacity import (
@@ -64,10 +65,11 @@ async def _as_service(
 class ServiceRuntime:
     """A service's broker and database pool, opened and closed with the process."""
 
-    def __init__(self, name: str, settings: CommonSettings, routes: tuple[Route, ...]) -> None:
+    def __init__(self, name: str, settings: CommonSettings) -> None:
         self.name = name
-        self.routes = routes
         self.settings = settings
+        # Filled by ``consume``: the queues this service reads, by name.
+        self._routes: dict[str, Route] = {}
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
         self._whole_batches: dict[str, WholeBatch] = {}
         instrument_messaging(
@@ -85,6 +87,33 @@ class ServiceRuntime:
         self.on_connected: list[Hook] = []
         self.on_started: list[Hook] = []
         self.on_stopping: list[Hook] = []
+
+    def consume(self, route: Route) -> RabbitSubscriber:
+        """The subscriber for ``route``'s queue, used as a decorator on its handler. The one
+        way a service consumes: at start, the route's queue, its retry binding and its
+        dead-letter queue are declared from what was consumed, so none can be forgotten."""
+        self._routes[route.queue_name] = route
+        return self.broker.subscriber(route.queue, route.source)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The routes this service consumes, in the order its handlers were registered."""
+        return tuple(self._routes.values())
+
+    def _check_every_subscriber_has_a_route(self) -> None:
+        """A subscriber made on the broker directly would have no retry binding and no
+        dead-letter queue: its failures would be dropped. Refuse to start with one."""
+        stray = [
+            subscriber.queue.name
+            for subscriber in self.broker.subscribers
+            if isinstance(subscriber, RabbitSubscriber)
+            and subscriber.queue.name not in self._routes
+        ]
+        if stray:
+            raise RuntimeError(
+                f"{self.name}: queues {stray} are consumed without ServiceRuntime.consume, "
+                "so they would have no retry binding and no dead-letter queue"
+            )
 
     def step_writes(
         self, write: Callable[[asyncpg.Connection, str, Sequence[T]], Awaitable[None]]
@@ -114,6 +143,7 @@ class ServiceRuntime:
         configure_logging(self.name, self.settings.log_level)
         install_log_filter()
         configure_tracing(self.name, self.settings.otel_exporter_otlp_endpoint)
+        self._check_every_subscriber_has_a_route()
         await self._connect()
         await declare_routes(self.broker, self.routes)
         for hook in self.on_connected:

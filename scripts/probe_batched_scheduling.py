@@ -32,7 +32,7 @@ from bench_broker import broker_cpu_s, own_cpu_s  # noqa: E402
 from bench_reminders import bench_message, bench_ticketed, insert_bench_incidents  # noqa: E402
 
 from contracts.events import IncidentTicketed  # noqa: E402
-from contracts.topology import EVENTS, REMINDER_DUE, REMINDER_TICKETED  # noqa: E402
+from contracts.topology import EVENTS, REMINDER_TICKETED  # noqa: E402
 from incidentflow.db import migrate  # noqa: E402
 from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
 from incidentflow.service import ServiceRuntime  # noqa: E402
@@ -73,7 +73,7 @@ async def probe(amqp: str, database: str, count: int, batch: int) -> None:
     settings = ReminderSettings(
         delay_seconds=3600, escalation_seconds=0, prefetch=200 if batch == 1 else 8
     )
-    runtime = ServiceRuntime("reminder", settings, (REMINDER_TICKETED, REMINDER_DUE))
+    runtime = ServiceRuntime("reminder", settings)
     reminders = Reminders(runtime, settings)
     register(runtime, reminders)
 

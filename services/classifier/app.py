@@ -2,7 +2,6 @@
 
 from faststream.asgi import AsgiFastStream
 
-from contracts.topology import CLASSIFIER_SCORED
 from incidentflow.service import ServiceRuntime
 from services.classifier.adapters.gemini import GeminiClassifier
 from services.classifier.adapters.local import LocalClassifier
@@ -25,11 +24,15 @@ def build_classifier(settings: ClassifierSettings) -> Classifier:
     return FallbackClassifier(gemini, local)
 
 
-def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
-    settings = settings or ClassifierSettings()
-    runtime = ServiceRuntime("classifier", settings, (CLASSIFIER_SCORED,))
+def build_runtime(settings: ClassifierSettings) -> ServiceRuntime:
+    """The service with its handlers registered, not started."""
+    runtime = ServiceRuntime("classifier", settings)
     register(runtime, build_classifier(settings), settings.review_threshold)
-    return runtime.asgi_app()
+    return runtime
+
+
+def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
+    return build_runtime(settings or ClassifierSettings()).asgi_app()
 
 
 app = create_app()

@@ -53,7 +53,7 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
             },
         )
 
-    @runtime.broker.subscriber(CLASSIFIER_SCORED.queue, CLASSIFIER_SCORED.source)
+    @runtime.consume(CLASSIFIER_SCORED)
     async def on_incident_scored(event: IncidentScored) -> None:
         (decided,) = await decide([event])
         await classifications.submit(decided)

@@ -4,7 +4,6 @@ from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
-from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.service import ServiceRuntime
 from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
@@ -15,9 +14,9 @@ from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
 
 
-def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
-    settings = settings or NotifierSettings()
-    runtime = ServiceRuntime("notifier", settings, (NOTIFIER_TICKETED, NOTIFIER_REMINDER))
+def build_runtime(settings: NotifierSettings) -> ServiceRuntime:
+    """The service with its handlers registered, not started."""
+    runtime = ServiceRuntime("notifier", settings)
     mailer = SmtpMailer(
         settings.smtp_host,
         settings.smtp_port,
@@ -50,7 +49,11 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
     runtime.on_stopping.append(mailer.close)
     runtime.on_stopping.append(notifier.close_journal)
     register(runtime, notifier)
-    return runtime.asgi_app()
+    return runtime
+
+
+def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
+    return build_runtime(settings or NotifierSettings()).asgi_app()
 
 
 app = create_app()

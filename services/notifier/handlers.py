@@ -17,7 +17,8 @@ from incidentflow.messaging import on_last_delivery
 from incidentflow.service import ServiceRuntime
 from incidentflow.tracing import each_traced
 from services.notifier import store
-from services.notifier.compose import IncidentView, channels_for
+from services.notifier.compose import channels_for
+from services.notifier.notifications import IncidentView
 from services.notifier.notify import Notifier
 
 log = logging.getLogger("incidentflow.notifier")
@@ -53,7 +54,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         await runtime.events.publish(acknowledged)
         log.info("incident acknowledged", extra={"incident_id": str(event.incident_id)})
 
-    @runtime.broker.subscriber(NOTIFIER_TICKETED.queue, NOTIFIER_TICKETED.source)
+    @runtime.consume(NOTIFIER_TICKETED)
     async def on_incident_ticketed(event: IncidentTicketed) -> None:
         reached = await acknowledge(event, final=on_last_delivery())
         await acknowledgements.submit(event)
@@ -84,7 +85,7 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
 
     runtime.handle_batches(NOTIFIER_TICKETED, IncidentTicketed, on_ticketed_batch)
 
-    @runtime.broker.subscriber(NOTIFIER_REMINDER.queue, NOTIFIER_REMINDER.source)
+    @runtime.consume(NOTIFIER_REMINDER)
     async def on_reminder_requested(event: ReminderRequested) -> None:
         async with runtime.pool.acquire() as conn:
             found = await store.incident_for_reminder(conn, event.incident_id)

@@ -2,18 +2,21 @@
 
 from faststream.asgi import AsgiFastStream
 
-from contracts.topology import REMINDER_DUE, REMINDER_TICKETED
 from incidentflow.service import ServiceRuntime
 from services.reminder.handlers import Reminders, register
 from services.reminder.settings import ReminderSettings
 
 
-def create_app(settings: ReminderSettings | None = None) -> AsgiFastStream:
-    settings = settings or ReminderSettings()
-    runtime = ServiceRuntime("reminder", settings, (REMINDER_TICKETED, REMINDER_DUE))
+def build_runtime(settings: ReminderSettings) -> ServiceRuntime:
+    """The service with its handlers registered, not started."""
+    runtime = ServiceRuntime("reminder", settings)
     reminders = Reminders(runtime, settings)
     register(runtime, reminders)
-    return runtime.asgi_app()
+    return runtime
+
+
+def create_app(settings: ReminderSettings | None = None) -> AsgiFastStream:
+    return build_runtime(settings or ReminderSettings()).asgi_app()
 
 
 app = create_app()

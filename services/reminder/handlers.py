@@ -223,18 +223,18 @@ class Reminders:
 
 
 def register(runtime: ServiceRuntime, reminders: Reminders) -> None:
-    @runtime.broker.subscriber(REMINDER_TICKETED.queue, REMINDER_TICKETED.source)
+    @runtime.consume(REMINDER_TICKETED)
     async def on_incident_ticketed(event: IncidentTicketed) -> None:
         await reminders.schedule([event])
 
     # Recording follow-ups publishes nothing per incident: a batch is recorded in one call.
     runtime.handle_batches(REMINDER_TICKETED, IncidentTicketed, reminders.schedule)
 
-    @runtime.broker.subscriber(REMINDER_TICK.queue, REMINDER_TICK.source)
+    @runtime.consume(REMINDER_TICK)
     async def on_reminder_tick(tick: ReminderTick) -> None:
         await reminders.on_tick(tick)
 
-    @runtime.broker.subscriber(REMINDER_DUE.queue, REMINDER_DUE.source)
+    @runtime.consume(REMINDER_DUE)
     async def on_reminder_due(event: ReminderDue) -> None:
         await reminders.on_due(event)
 

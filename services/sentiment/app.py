@@ -2,18 +2,21 @@
 
 from faststream.asgi import AsgiFastStream
 
-from contracts.topology import SENTIMENT_RECEIVED
 from incidentflow.service import ServiceRuntime
 from services.sentiment.assemble import build_scorer
 from services.sentiment.handlers import register
 from services.sentiment.settings import SentimentSettings
 
 
-def create_app(settings: SentimentSettings | None = None) -> AsgiFastStream:
-    settings = settings or SentimentSettings()
-    runtime = ServiceRuntime("sentiment", settings, (SENTIMENT_RECEIVED,))
+def build_runtime(settings: SentimentSettings) -> ServiceRuntime:
+    """The service with its handlers registered, not started."""
+    runtime = ServiceRuntime("sentiment", settings)
     register(runtime, build_scorer(settings))
-    return runtime.asgi_app()
+    return runtime
+
+
+def create_app(settings: SentimentSettings | None = None) -> AsgiFastStream:
+    return build_runtime(settings or SentimentSettings()).asgi_app()
 
 
 app = create_app()

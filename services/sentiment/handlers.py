@@ -35,7 +35,7 @@ def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
             },
         )
 
-    @runtime.broker.subscriber(SENTIMENT_RECEIVED.queue, SENTIMENT_RECEIVED.source)
+    @runtime.consume(SENTIMENT_RECEIVED)
     async def on_incident_received(event: IncidentReceived) -> None:
         (score,) = scorer.score_many([event.message])
         await scores.submit((event, score))

@@ -9,7 +9,6 @@ import httpx
 from faststream.asgi import AsgiFastStream
 from pydantic import SecretStr
 
-from contracts.topology import TICKETING_CLASSIFIED
 from incidentflow.service import ServiceRuntime
 from services.ticketing.adapters.jira import JiraTicketSystem
 from services.ticketing.adapters.local import LocalTicketSystem
@@ -66,9 +65,9 @@ def guarded(settings: TicketingSettings, system: TicketSystem) -> GuardedTicketS
     )
 
 
-def create_app(settings: TicketingSettings | None = None) -> AsgiFastStream:
-    settings = settings or TicketingSettings()
-    runtime = ServiceRuntime("ticketing", settings, (TICKETING_CLASSIFIED,))
+def build_runtime(settings: TicketingSettings) -> ServiceRuntime:
+    """The service with its handlers registered, not started."""
+    runtime = ServiceRuntime("ticketing", settings)
     client = httpx.AsyncClient(
         timeout=settings.timeout_seconds,
         limits=httpx.Limits(max_connections=settings.max_concurrency),
@@ -86,7 +85,11 @@ def create_app(settings: TicketingSettings | None = None) -> AsgiFastStream:
     # Stopped before the client and the pool close under it.
     runtime.on_stopping.extend([reconciler.stop, client.aclose])
     register(runtime, tickets)
-    return runtime.asgi_app()
+    return runtime
+
+
+def create_app(settings: TicketingSettings | None = None) -> AsgiFastStream:
+    return build_runtime(settings or TicketingSettings()).asgi_app()
 
 
 app = create_app()

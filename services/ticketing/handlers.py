@@ -59,7 +59,7 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
             extra={"incident_id": str(event.incident_id), "fallback": fallback},
         )
 
-    @runtime.broker.subscriber(TICKETING_CLASSIFIED.queue, TICKETING_CLASSIFIED.source)
+    @runtime.consume(TICKETING_CLASSIFIED)
     async def on_incident_classified(event: IncidentClassified) -> None:
         opened = await ticket(event, await existing.submit(event.incident_id))
         stored = await saved.submit(opened)

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from contracts.events import IncidentTicketed, ReminderRequested
-from contracts.topology import EVENTS, NOTIFIER_REMINDER, REMINDER_DUE
+from contracts.topology import EVENTS, NOTIFIER_REMINDER
 from incidentflow.batched_events import event_bodies
 from incidentflow.service import ServiceRuntime
 from incidentflow.stack import Stack
@@ -233,7 +233,7 @@ async def test_a_firing_the_broker_refuses_leaves_its_reminder_scheduled_and_una
         monkeypatch.setenv("RABBITMQ_URL", isolated_rabbitmq_url)
         monkeypatch.setenv("DATABASE_URL", own_database_url)
         settings = ReminderSettings()
-        runtime = ServiceRuntime("reminder", settings, (REMINDER_DUE,))
+        runtime = ServiceRuntime("reminder", settings)
         reminders = Reminders(runtime, settings)
         async with runtime.lifespan():
             # Nobody has declared the notifier's queue: the request is unroutable, refused.
@@ -275,7 +275,7 @@ async def test_a_round_of_requests_goes_in_messages_of_a_bounded_size(
     monkeypatch.setenv("RABBITMQ_URL", isolated_rabbitmq_url)
     monkeypatch.setenv("DATABASE_URL", own_database_url)
     settings = ReminderSettings()
-    runtime = ServiceRuntime("reminder", settings, (REMINDER_DUE,))
+    runtime = ServiceRuntime("reminder", settings)
     connection = await aio_pika.connect(isolated_rabbitmq_url)
     try:
         queue = await declare_requests_queue(await connection.channel())

@@ -61,7 +61,7 @@ async def test_start_waits_for_a_server_that_comes_back(
         MIGRATE_ON_START=True,
         STARTUP_WAIT_SECONDS=30,
     )
-    runtime = ServiceRuntime("waiter", settings, ())
+    runtime = ServiceRuntime("waiter", settings)
 
     async def come_back_later() -> None:
         await asyncio.sleep(2)
@@ -86,7 +86,6 @@ async def test_start_gives_up_after_the_wait(rabbitmq_url: str) -> None:
     runtime = ServiceRuntime(
         "waiter",
         CommonSettings(RABBITMQ_URL=rabbitmq_url, DATABASE_URL=dead, STARTUP_WAIT_SECONDS=1.5),
-        (),
     )
     began = time.monotonic()
     with pytest.raises(OSError):

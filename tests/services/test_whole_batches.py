@@ -62,21 +62,21 @@ async def stored_incidents(pool: asyncpg.Pool) -> list[IncidentReceived]:
 def sentiment_runtime(vhost_url: str, database_url: str) -> ServiceRuntime:
     settings = SentimentSettings(RABBITMQ_URL=vhost_url, DATABASE_URL=database_url)
     ensure_vader_lexicon(settings.nltk_data)
-    runtime = ServiceRuntime("sentiment", settings, (SENTIMENT_RECEIVED,))
+    runtime = ServiceRuntime("sentiment", settings)
     register_sentiment(runtime, SentimentScorer(settings.thresholds))
     return runtime
 
 
 def classifier_runtime(vhost_url: str, database_url: str) -> ServiceRuntime:
     settings = ClassifierSettings(RABBITMQ_URL=vhost_url, DATABASE_URL=database_url)
-    runtime = ServiceRuntime("classifier", settings, (CLASSIFIER_SCORED,))
+    runtime = ServiceRuntime("classifier", settings)
     register_classifier(runtime, build_classifier(settings), settings.review_threshold)
     return runtime
 
 
 def ticketing_runtime(vhost_url: str, database_url: str) -> ServiceRuntime:
     settings = TicketingSettings(RABBITMQ_URL=vhost_url, DATABASE_URL=database_url)
-    runtime = ServiceRuntime("ticketing", settings, (TICKETING_CLASSIFIED,))
+    runtime = ServiceRuntime("ticketing", settings)
     register_ticketing(runtime, LocalTicketSystem(lambda: runtime.pool))
     return runtime
 

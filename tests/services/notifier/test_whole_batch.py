@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from contracts.events import IncidentTicketed
-from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
+from contracts.topology import NOTIFIER_TICKETED
 from incidentflow.batched_events import WholeBatch
 from incidentflow.service import ServiceRuntime
 from services.notifier.adapters.smtp import SmtpMailer
@@ -28,7 +28,7 @@ async def notifier(
 ) -> AsyncIterator[None]:
     """A notifier consuming, its whole-batch handler noting each call's size and outcome."""
     config = settings(broker_url, database_url, inbox)
-    runtime = ServiceRuntime("notifier", config, (NOTIFIER_TICKETED, NOTIFIER_REMINDER))
+    runtime = ServiceRuntime("notifier", config)
     mailer = SmtpMailer("127.0.0.1", inbox.port)
     register(runtime, Notifier(lambda: runtime.pool, mailer, LoggedTexts(), config))
     whole = runtime._whole_batches[NOTIFIER_TICKETED.queue_name]

@@ -81,7 +81,8 @@ CLASSIFICATION_CONFIDENCE = Histogram(
 )
 NOTIFICATIONS = Counter(
     f"{PREFIX}_notifications_total",
-    "Notification outcomes: sent, logged (no provider configured), queued (retry), failed.",
+    "Notification outcomes: sent, logged (no provider configured), queued (retry), failed, "
+    "suppressed (a recipient over its limit, or a country texts may not go to).",
     ["channel", "kind", "status"],
 )
 FAILED_DELIVERIES = Counter(

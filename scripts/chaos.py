@@ -306,6 +306,7 @@ def chaos(count: int, rate: float, settle_s: float) -> int:
                 "REMINDER_ESCALATION_SECONDS": "0",
                 # One load generator on one address stands for thousands of customers.
                 "INGEST_RATE_LIMIT_PER_KEY": "1000000/minute",
+                "NOTIFIER_LIMIT_PER_RECIPIENT": "1000000/hour",
                 "LOG_LEVEL": "WARNING",
             },
         ) as (stack, database_url),

@@ -124,7 +124,9 @@ async def pending_outbox(conn: asyncpg.Connection, limit: int) -> list[asyncpg.R
 
 
 async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
-    await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids)
+    """Published events leave the outbox: the broker has them, and a row kept would keep the
+    customer's message and address long after anyone needs them here."""
+    await conn.execute("DELETE FROM outbox WHERE id = ANY($1)", ids)
 
 
 # ticket_fallback is false from the start (migration 0010); without a ticket it says nothing.
@@ -241,8 +243,11 @@ async def list_incidents(
     return [dict(r) for r in rows]
 
 
-async def set_status(conn: asyncpg.Connection, incident_id: uuid.UUID, status: str) -> bool:
-    """Resolve (or reopen) an incident; resolving cancels the follow-ups still pending."""
+async def set_status(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, status: str, actor: str
+) -> bool:
+    """Resolve (or reopen) an incident, audited with who did it; resolving cancels the
+    follow-ups still pending."""
     updated = await conn.fetchval(
         """
         UPDATE incidents
@@ -261,10 +266,35 @@ async def set_status(conn: asyncpg.Connection, incident_id: uuid.UUID, status: s
             """,
             incident_id,
         )
+    if updated:
+        action = "incident.resolved" if status == "resolved" else "incident.reopened"
+        await audit_operator_action(conn, incident_id, action, {"status": status}, actor)
     return bool(updated)
 
 
-NOTIFICATION_STATUSES = ("queued", "sending", "sent", "failed", "logged")
+async def audit_operator_action(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    action: str,
+    details: dict[str, Any],
+    actor: str,
+) -> None:
+    """An operator's change to an incident, in the append-only audit trail, naming the
+    authenticated caller (``key:<name>``, ``jwt:<subject>``, or ``anonymous`` when open)."""
+    await conn.execute(
+        """
+        INSERT INTO audit_events
+            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+        VALUES ('ingest', $1, gen_random_uuid(), $2, now(), $3, $4)
+        """,
+        action,
+        incident_id,
+        {**details, "by": actor},
+        f"{action.removeprefix('incident.').replace('.', ' ')} by {actor}",
+    )
+
+
+NOTIFICATION_STATUSES = ("queued", "sending", "sent", "failed", "logged", "suppressed")
 
 
 async def stats(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -327,16 +357,12 @@ async def correct_classification(
         agent,
         note,
     )
-    payload = {"previous": previous["classification"], "corrected": category, "agent": agent}
-    await conn.execute(
-        """
-        INSERT INTO audit_events
-            (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
-        VALUES ('ingest', 'classification.corrected', gen_random_uuid(), $1, now(), $2, $3)
-        """,
+    await audit_operator_action(
+        conn,
         incident_id,
-        payload,
-        f"corrected by {agent}",
+        "classification.corrected",
+        {"previous": previous["classification"], "corrected": category},
+        agent,
     )
     return True
 

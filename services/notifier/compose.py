@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from email import charset, policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -18,6 +17,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from contracts.events import Category, NotificationKind
+from services.notifier.notifications import IncidentView
 from services.notifier.translations import (
     ENGLISH,
     N_,
@@ -30,7 +30,8 @@ from services.notifier.translations import (
 # Bodies as base64 UTF-8, safe for any text. Quoted-printable would keep them readable on the
 # wire, but the email package encodes it in Python, a character at a time (the templates'
 # rules are 9 bytes a character in it): base64 is binascii's C, and halves the CPU of
-# building a mail (1.17 to 0.62 ms on one of the project's VMs; docs/decisions.md).
+# building a mail (1.17 to 0.62 ms on one of the project's VMs;
+# docs/adr/0041-the-notifier-writes-its-mails-itself.md).
 _UTF8 = charset.Charset("utf-8")
 _UTF8.body_encoding = charset.BASE64
 
@@ -45,19 +46,6 @@ TEAM_KINDS: frozenset[NotificationKind] = frozenset({"escalation"})
 # Email always goes out (the seed's real channel); a text channel only when the customer
 # wrote from it or a rule asks for it. Chat has no channel of its own to answer on.
 TEXT_CHANNELS = ("sms", "whatsapp")
-
-
-@dataclass(frozen=True)
-class IncidentView:
-    """What a customer-facing message may mention about an incident."""
-
-    incident_id: uuid.UUID
-    ticket_id: str
-    message: str
-    email: str
-    channel: str
-    created_at: datetime
-    language: str = ENGLISH  # ISO 639-1, as sentiment detected it
 
 
 @dataclass(frozen=True)
@@ -86,13 +74,38 @@ def channels_for(
     return ["email", *(c for c in TEXT_CHANNELS if c in wanted)]
 
 
-def _context(view: IncidentView, kind: NotificationKind, support_address: str) -> dict[str, object]:
+# At most this much of the customer's message is quoted back to them (NOTIFIER_QUOTE_MESSAGE).
+EXCERPT_CHARACTERS = 160
+_LINK = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.)\S*")
+_ADDRESS = re.compile(r"\S+@\S+")
+# A bare host name ("evil.example/login"): two or more labels, the last of letters only.
+_HOST = re.compile(r"(?i)\b(?:[a-z0-9-]+\.)+[a-z]{2,}\b\S*")
+
+
+def excerpt(message: str) -> str:
+    """The start of ``message``, on one line, with every link, host name and email address
+    replaced: what the company's own mail may repeat of what anyone typed."""
+    text = _LINK.sub("[link removed]", one_line(message))
+    text = _ADDRESS.sub("[address removed]", text)
+    text = _HOST.sub("[link removed]", text)
+    if len(text) <= EXCERPT_CHARACTERS:
+        return text
+    return text[: EXCERPT_CHARACTERS - 1].rstrip() + "…"
+
+
+def _context(
+    view: IncidentView, kind: NotificationKind, support_address: str, quote: bool
+) -> dict[str, object]:
     language = ENGLISH if kind in TEAM_KINDS else supported(view.language)
     ticket_id = one_line(view.ticket_id)
+    # The support team reads the whole message; a customer at most an excerpt, by default
+    # nothing: an acknowledgement that repeats any text to any address relays phishing.
+    customer_sees = excerpt(view.message) if quote else ""
+    message = view.message if kind in TEAM_KINDS else customer_sees
     return {
         "ticket_id": ticket_id,
         "incident_id": view.incident_id,
-        "message": view.message,
+        "message": message,
         "received": received_at(view.created_at, language),
         "support_address": support_address,
         "language": language,
@@ -108,6 +121,7 @@ def email_message(
     to: str | None = None,
     *,
     boundary: str | None = None,
+    quote: bool = False,
 ) -> ComposedEmail:
     """The email of ``kind`` about ``view``; to the customer unless ``to`` says otherwise.
 
@@ -119,7 +133,7 @@ def email_message(
     ``parse_address`` and every other value is one line; compat32's generator also refuses a
     value that would start a header of its own.
     """
-    return _as_message(_content(view, kind, sender, support_address, to), boundary)
+    return _as_message(_content(view, kind, sender, support_address, to, quote), boundary)
 
 
 def _as_message(content: _Content, boundary: str | None) -> ComposedEmail:
@@ -165,8 +179,9 @@ def _content(
     sender: str,
     support_address: str,
     to: str | None,
+    quote: bool,
 ) -> _Content:
-    context = _context(view, kind, support_address)
+    context = _context(view, kind, support_address, quote)
     texts = templates(str(context["language"]))
     return _Content(
         parse_address(sender),
@@ -197,6 +212,7 @@ def outgoing_email(
     to: str | None = None,
     *,
     boundary: str | None = None,
+    quote: bool = False,
 ) -> Email:
     """The email of ``kind`` about ``view`` as ``email_message`` makes it, as bytes on the wire
     when nothing in its headers needs encoding or folding (nearly every mail), else as the
@@ -206,7 +222,7 @@ def outgoing_email(
     flattening them was 28 % of the notifier's samples at 280 incidents/s, for a layout that
     is the same in every mail. A property test holds them byte for byte to what flattening
     ``email_message``'s Message gives (the SMTP adapter's ``wire_bytes``)."""
-    content = _content(view, kind, sender, support_address, to)
+    content = _content(view, kind, sender, support_address, to, quote)
     from_address, to_address, text, html, subject, message_id = content
     if from_address.addr_spec.isascii() and to_address.addr_spec.isascii():
         headers = (

@@ -37,7 +37,7 @@ from typing import get_args
 from urllib.parse import urlsplit
 
 from contracts.events import NotificationKind
-from services.notifier.store import Key
+from services.notifier.notifications import Key
 
 log = logging.getLogger("incidentflow.notifier")
 

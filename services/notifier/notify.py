@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import asyncpg
+import phonenumbers
 from tenacity import (
     AsyncRetrying,
     before_sleep_log,
@@ -31,8 +34,9 @@ from services.notifier.adapters.base import (
     TextChannel,
     TextSender,
 )
-from services.notifier.compose import IncidentView, outgoing_email, text_message
+from services.notifier.compose import TEAM_KINDS, outgoing_email, text_message
 from services.notifier.journal import JournaledSend, SendJournal
+from services.notifier.notifications import DELIVERED, ClaimRequest, IncidentView, Key
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger("incidentflow.notifier")
@@ -43,6 +47,12 @@ Send = Callable[[Handover | None], Awaitable[Delivery]]
 
 # Kept as the provider's id of a send recovered from the journal: the server's reply is lost.
 UNCONFIRMED = "unconfirmed: handed to the server, the notifier stopped before its reply"
+
+
+def recipient_key(address_or_number: str) -> str:
+    """What counts notifications to one recipient, whoever the customer: a SHA-256 of the
+    address (lower-cased: the same mailbox however written) or the E.164 number."""
+    return hashlib.sha256(address_or_number.strip().lower().encode()).hexdigest()
 
 
 class NotificationBusy(Exception):
@@ -76,7 +86,9 @@ class Notifier:
         self.texts = texts
         self.settings = settings
         self.journal = journal
-        self._claims = Batcher.pooled(pool, store.claim_many)
+        self._claims = Batcher.pooled(
+            pool, partial(store.claim_many, limit=settings.recipient_limit)
+        )
         self._records = Batcher.pooled_writes(pool, store.record_delivered_many)
 
     async def open_journal(self, directory: Path) -> None:
@@ -126,7 +138,7 @@ class Notifier:
             except Exception as exc:
                 errors.append(exc)
                 continue
-            if status in store.DELIVERED:
+            if status in DELIVERED:
                 reached.append(channel)
         if errors:
             raise NotificationsPending(
@@ -138,13 +150,20 @@ class Notifier:
     async def send_email(
         self, view: IncidentView, kind: NotificationKind, *, to: str | None = None, final: bool
     ) -> str:
-        key = store.Key(view.incident_id, "email", kind)
+        key = Key(view.incident_id, "email", kind)
         try:
             email = outgoing_email(
-                view, kind, self.settings.mail_from, self.settings.support_address, to=to
+                view,
+                kind,
+                self.settings.mail_from,
+                self.settings.support_address,
+                to=to,
+                quote=self.settings.quote_message,
             )
         except ValueError as exc:
             return await self._refuse(key, None, "", f"invalid email address: {exc}")
+        # Mail to the support team is ours to send as often as it needs.
+        limited = None if kind in TEAM_KINDS else recipient_key(email.recipient)
         return await self._deliver(
             key,
             mask_email(email.recipient),
@@ -153,12 +172,13 @@ class Notifier:
                 email.mail, email.sender, email.recipient, handover=handover
             ),
             final=final,
+            recipient_key=limited,
         )
 
     async def send_text(
         self, view: IncidentView, channel: str, phone: str | None, *, final: bool
     ) -> str:
-        key = store.Key(view.incident_id, channel, "ack")
+        key = Key(view.incident_id, channel, "ack")
         body = text_message(view)
         if not phone:
             return await self._refuse(key, None, body, "no phone number on the incident")
@@ -166,6 +186,11 @@ class Notifier:
             number = to_e164(phone)
         except ValueError as exc:
             return await self._refuse(key, mask_phone(phone), body, f"invalid phone number: {exc}")
+        country = phonenumbers.region_code_for_number(phonenumbers.parse(number))
+        allowed = self.settings.sms_countries
+        if allowed and country not in allowed:
+            reason = f"texts to {country} numbers are not sent (NOTIFIER_SMS_COUNTRIES)"
+            return await self._suppress(key, mask_phone(number), body, reason)
         text_channel: TextChannel = "whatsapp" if channel == "whatsapp" else "sms"
         return await self._deliver(
             key,
@@ -173,26 +198,37 @@ class Notifier:
             body,
             lambda handover: self.texts.send(text_channel, number, body, handover=handover),
             final=final,
+            recipient_key=recipient_key(number),
         )
 
     async def _deliver(
-        self, key: store.Key, recipient: str | None, message: str, send: Send, *, final: bool
+        self,
+        key: Key,
+        recipient: str | None,
+        message: str,
+        send: Send,
+        *,
+        final: bool,
+        recipient_key: str | None = None,
     ) -> str:
-        """Send once; the notification's status afterwards. Raises when it is to be retried."""
+        """Send once; the notification's status afterwards. Raises when it is to be retried.
+        ``recipient_key`` counts the send against its recipient's limit; over it, nothing is
+        sent and the notification is recorded ``suppressed``."""
         claim = await self._claims.submit(
-            store.ClaimRequest(key, recipient, message, self.settings.send_lease_seconds)
+            ClaimRequest(key, recipient, message, self.settings.send_lease_seconds, recipient_key)
         )
+        if claim.status == "suppressed":
+            self._log(key, "suppressed", error="recipient limit")
+            return claim.status
         if claim.lease is None:
-            if claim.status in store.DELIVERED or not claim.retryable:
+            if claim.status in DELIVERED or not claim.retryable:
                 return claim.status  # done before: a redelivery sends nothing
             raise NotificationBusy(f"{key.channel}/{key.kind} is {claim.status} elsewhere")
         # Shielded: a handler cancelled mid-send (broker connection lost, shutdown) still
         # records what the provider did; else the lease would expire and the mail go twice.
         return await asyncio.shield(self._send_and_record(key, claim.lease, send, final=final))
 
-    async def _send_and_record(
-        self, key: store.Key, lease: datetime, send: Send, *, final: bool
-    ) -> str:
+    async def _send_and_record(self, key: Key, lease: datetime, send: Send, *, final: bool) -> str:
         # Between the provider's answer and the record of it, a crash would leave a sent
         # message looking unsent, and it would go again once the lease ran out. So that
         # moment is kept short: the record goes out the moment the answer is in, in the
@@ -231,7 +267,7 @@ class Notifier:
         return delivery.status
 
     async def _record_failure(
-        self, key: store.Key, lease: datetime, exc: Exception, *, retryable: bool, final: bool
+        self, key: Key, lease: datetime, exc: Exception, *, retryable: bool, final: bool
     ) -> None:
         async with self._pool().acquire() as conn:
             await store.record_failure(
@@ -241,18 +277,21 @@ class Notifier:
             self.journal.settled(key)
         self._log(key, "failed" if final or not retryable else "queued", error=type(exc).__name__)
 
-    async def _refuse(
-        self, key: store.Key, recipient: str | None, message: str, reason: str
-    ) -> str:
+    async def _refuse(self, key: Key, recipient: str | None, message: str, reason: str) -> str:
         async with self._pool().acquire() as conn:
             await store.record_refused(conn, key, recipient, message, reason)
         self._log(key, "failed", error=reason.split(":")[0])
         return "failed"
 
+    async def _suppress(self, key: Key, recipient: str | None, message: str, reason: str) -> str:
+        request = ClaimRequest(key, recipient, message, self.settings.send_lease_seconds)
+        async with self._pool().acquire() as conn:
+            await store.suppress(conn, [request], reason)
+        self._log(key, "suppressed", error=reason.split(" (")[0])
+        return "suppressed"
+
     @staticmethod
-    def _log(
-        key: store.Key, status: str, error: str | None = None, *, recovered: bool = False
-    ) -> None:
+    def _log(key: Key, status: str, error: str | None = None, *, recovered: bool = False) -> None:
         record_notification(key.channel, key.kind, status)
         # No recipient in the log line: addresses and numbers are customer data.
         log.info(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
+import phonenumbers
+from limits import parse
 from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from contracts.events import Category
 from incidentflow.phone import to_e164
-from incidentflow.settings import CommonSettings
+from incidentflow.settings import CommonSettings, list_of_strings
 from services.notifier.compose import parse_address
+from services.notifier.notifications import RecipientLimit
 
 Channel = Literal["email", "sms", "whatsapp"]
 
@@ -28,7 +31,8 @@ class NotifierSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
 
     # Events in hand at once: enough for max_concurrent_sends with the next ones decoded and
-    # claimed while those are with the SMTP server (docs/decisions.md).
+    # claimed while those are with the SMTP server
+    # (docs/adr/0023-notifications-claimed-with-a-lease-sent-and-recorded-shielded.md).
     prefetch: int = Field(100, ge=1, le=1000)
     # Claims, records of sends and acknowledgements are group commits (notify.py), each
     # with a connection of its own while it runs, besides the reminder path.
@@ -65,11 +69,22 @@ class NotifierSettings(CommonSettings):
     # How long a claimed notification is ours; longer than any one send can take.
     send_lease_seconds: int = Field(60, ge=1, le=3600)
     # SMTP sessions (and Twilio calls) at once: a mail is four round trips to the server, so
-    # a session sends a few dozen a second at most (docs/decisions.md).
+    # a session sends a few dozen a second at most
+    # (docs/adr/0023-notifications-claimed-with-a-lease-sent-and-recorded-shielded.md).
     max_concurrent_sends: int = Field(40, ge=1, le=1000)
     # Where each notifier journals the mails it handed to the server (journal.py): local
     # disk that outlives the process (a volume in containers). Replicas may share it.
     journal_dir: Path = Path("var/notifier-journal")
+
+    # Whatever the customer id or API key: anyone who may submit an incident could otherwise
+    # make us mail or text any address or number over and over (docs/adr/0045).
+    limit_per_recipient: str = "5/hour"
+    # ISO 3166 codes of the countries texts may go to; empty: any (refused with Twilio in
+    # production, where SMS pumping to premium ranges costs real money).
+    sms_countries: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Quote a short excerpt of the customer's message in mails to them, links and addresses
+    # taken out; off: a mail that repeats what anyone typed is a phishing relay.
+    quote_message: bool = False
 
     @field_validator("twilio_from_number", "twilio_whatsapp_from")
     @classmethod
@@ -82,6 +97,31 @@ class NotifierSettings(CommonSettings):
         parse_address(value)  # fail at start, not on every message
         return value
 
+    @field_validator("limit_per_recipient")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        parse(value)  # ValueError on anything limits' notation does not accept
+        return value
+
+    @field_validator("sms_countries", mode="before")
+    @classmethod
+    def _parse_countries(cls, value: Any) -> Any:
+        return list_of_strings(value)
+
+    @field_validator("sms_countries")
+    @classmethod
+    def _known_countries(cls, countries: list[str]) -> list[str]:
+        upper = [country.upper() for country in countries]
+        unknown = [c for c in upper if not phonenumbers.country_code_for_region(c)]
+        if unknown:
+            raise ValueError(f"not ISO 3166 country codes with phone numbers: {unknown}")
+        return upper
+
+    @property
+    def recipient_limit(self) -> RecipientLimit:
+        item = parse(self.limit_per_recipient)
+        return RecipientLimit(item.amount, item.get_expiry())
+
     @model_validator(mode="after")
     def _twilio_complete(self) -> Self:
         given = [self.twilio_account_sid is not None, self.twilio_auth_token is not None]
@@ -91,6 +131,11 @@ class NotifierSettings(CommonSettings):
             raise ValueError("TWILIO_FROM_NUMBER is required when Twilio is configured")
         if self.smtp_starttls and self.smtp_tls:
             raise ValueError("SMTP_STARTTLS and SMTP_TLS exclude each other")
+        if self.env == "production" and all(given) and not self.sms_countries:
+            raise ValueError(
+                "ENV=production with Twilio needs NOTIFIER_SMS_COUNTRIES: the countries texts "
+                "may go to (ISO 3166 codes, e.g. US,GB)"
+            )
         return self
 
     @property

@@ -4,61 +4,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 
-from contracts.events import IncidentTicketed, NotificationKind
+from contracts.events import IncidentTicketed
 from incidentflow.audit import HANDLED_COLUMNS, HANDLED_CTE, HANDLED_PARAMETERS, handled_arguments
-from services.notifier.compose import IncidentView
-
-if TYPE_CHECKING:
-    from services.notifier.journal import Entry
-
-DELIVERED = ("sent", "logged")
-
-
-@dataclass(frozen=True)
-class Key:
-    incident_id: uuid.UUID
-    channel: str
-    kind: NotificationKind
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The outcome of trying to claim a notification for sending.
-
-    ``lease`` is set when this delivery owns the row: its lease_until, which also serves as
-    the claim's token (a later claim after expiry has another).
-    """
-
-    status: str
-    lease: datetime | None
-    retryable: bool = True
-
-    @property
-    def owned(self) -> bool:
-        return self.lease is not None
-
-
-@dataclass(frozen=True)
-class ClaimRequest:
-    key: Key
-    recipient: str | None
-    message: str
-    lease_seconds: int
-
+from services.notifier.journal import Entry
+from services.notifier.notifications import (
+    Claim,
+    ClaimRequest,
+    Delivered,
+    IncidentView,
+    Key,
+    RecipientLimit,
+)
 
 CLAIM = """
 INSERT INTO notifications AS n
-    (incident_id, channel, kind, recipient, message, status, lease_until, attempts)
+    (incident_id, channel, kind, recipient, message, status, lease_until, attempts,
+     recipient_key)
 SELECT incident_id, channel, kind, recipient, message, 'sending',
-       now() + lease_seconds * interval '1 second', 1
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
-     AS c(incident_id, channel, kind, recipient, message, lease_seconds)
+       now() + lease_seconds * interval '1 second', 1, recipient_key
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
+     AS c(incident_id, channel, kind, recipient, message, lease_seconds, recipient_key)
 ON CONFLICT (incident_id, channel, kind) DO UPDATE
 SET status = 'sending', lease_until = EXCLUDED.lease_until, attempts = n.attempts + 1,
     recipient = EXCLUDED.recipient, message = EXCLUDED.message
@@ -75,13 +44,117 @@ WHERE (incident_id, channel, kind) IN
 """
 
 
-async def claim_many(conn: asyncpg.Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
-    """Atomically take each notification for sending when nobody delivered or holds it.
+# Serialises the claims of one recipient across notifier processes until the transaction
+# ends, so two of them cannot both see room for the last notification of a window. Taken in
+# key order: two transactions never wait for each other's locks in a cycle.
+LOCK_RECIPIENTS = """
+SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k ORDER BY k) AS ordered
+"""
 
-    One statement for the lot; a key asked for twice in one batch is claimed once (the other
-    ask finds it busy).
+RECENT_PER_RECIPIENT = """
+SELECT recipient_key, count(*) AS recent FROM notifications
+WHERE recipient_key = ANY($1::text[]) AND status <> 'suppressed'
+  AND created_at > now() - $2 * interval '1 second'
+GROUP BY recipient_key
+"""
+
+EXISTING = """
+SELECT incident_id, channel, kind FROM notifications
+WHERE (incident_id, channel, kind) IN
+      (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]))
+"""
+
+SUPPRESS = """
+INSERT INTO notifications AS n
+    (incident_id, channel, kind, recipient, message, status, retryable, last_error,
+     recipient_key)
+SELECT incident_id, channel, kind, recipient, message, 'suppressed', false, $6, recipient_key
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[])
+     AS s(incident_id, channel, kind, recipient, message, recipient_key)
+ON CONFLICT (incident_id, channel, kind) DO NOTHING
+"""
+
+
+async def over_the_limit(
+    conn: asyncpg.Connection, requests: Sequence[ClaimRequest], limit: RecipientLimit
+) -> list[ClaimRequest]:
+    """The new notifications among ``requests`` that would take a recipient past ``limit``,
+    recorded ``suppressed``. Inside the caller's transaction, which holds the recipients'
+    locks until it has inserted the others (so they count for the next claim).
+
+    A notification that already has a row (a retry, a redelivery) has had its place counted.
     """
-    unique = list({r.key: r for r in requests}.values())
+    limited = [r for r in requests if r.recipient_key is not None]
+    if not limited:
+        return []
+    existing_rows = await conn.fetch(
+        EXISTING,
+        [r.key.incident_id for r in limited],
+        [r.key.channel for r in limited],
+        [r.key.kind for r in limited],
+    )
+    existing = {Key(row["incident_id"], row["channel"], row["kind"]) for row in existing_rows}
+    new = [r for r in limited if r.key not in existing]
+    if not new:
+        return []
+    keys = [r.recipient_key for r in new]
+    await conn.execute(LOCK_RECIPIENTS, keys)
+    recent = {
+        row["recipient_key"]: row["recent"]
+        for row in await conn.fetch(RECENT_PER_RECIPIENT, keys, limit.window_seconds)
+    }
+    suppressed: list[ClaimRequest] = []
+    for request in new:
+        key = request.recipient_key
+        if recent.get(key, 0) >= limit.amount:
+            suppressed.append(request)
+        else:
+            recent[key] = recent.get(key, 0) + 1
+    await suppress(conn, suppressed, limit.reason)
+    return suppressed
+
+
+async def suppress(conn: asyncpg.Connection, requests: Sequence[ClaimRequest], reason: str) -> None:
+    """Record ``requests`` as not sent, for good, with ``reason``."""
+    if not requests:
+        return
+    await conn.execute(
+        SUPPRESS,
+        [r.key.incident_id for r in requests],
+        [r.key.channel for r in requests],
+        [r.key.kind for r in requests],
+        [r.recipient for r in requests],
+        [r.message for r in requests],
+        reason,
+        [r.recipient_key for r in requests],
+    )
+
+
+async def claim_many(
+    conn: asyncpg.Connection,
+    requests: Sequence[ClaimRequest],
+    limit: RecipientLimit | None = None,
+) -> list[Claim]:
+    """Atomically take each notification for sending when nobody delivered or holds it, and
+    the recipient's ``limit`` allows it (else it is recorded ``suppressed``).
+
+    One transaction for the lot; a key asked for twice in one batch is claimed once (the
+    other ask finds it busy).
+    """
+    async with conn.transaction():
+        return await _claim_many(conn, requests, limit)
+
+
+async def _claim_many(
+    conn: asyncpg.Connection, requests: Sequence[ClaimRequest], limit: RecipientLimit | None
+) -> list[Claim]:
+    asked = list({r.key: r for r in requests}.values())
+    unique = asked
+    if limit is not None:
+        # Those recorded suppressed are found below, with the rows that were there.
+        suppressed = {r.key for r in await over_the_limit(conn, asked, limit)}
+        unique = [r for r in asked if r.key not in suppressed]
     claimed = {
         Key(row["incident_id"], row["channel"], row["kind"]): row["lease_until"]
         for row in await conn.fetch(
@@ -92,9 +165,10 @@ async def claim_many(conn: asyncpg.Connection, requests: Sequence[ClaimRequest])
             [r.recipient for r in unique],
             [r.message for r in unique],
             [r.lease_seconds for r in unique],
+            [r.recipient_key for r in unique],
         )
     }
-    taken = [r.key for r in unique if r.key not in claimed]
+    taken = [r.key for r in asked if r.key not in claimed]
     found: dict[Key, asyncpg.Record] = {}
     if taken:
         # These rows exist (their insert conflicted); they may have changed since, which
@@ -123,10 +197,6 @@ async def claim(
 ) -> Claim:
     """One notification's claim (see claim_many)."""
     return (await claim_many(conn, [ClaimRequest(key, recipient, message, lease_seconds)]))[0]
-
-
-# A send's outcome to keep: the notification, its status, the provider's id for it.
-Delivered = tuple[Key, str, str | None]
 
 
 async def record_delivered_many(conn: asyncpg.Connection, records: Sequence[Delivered]) -> None:

@@ -19,8 +19,8 @@ from incidentflow.db import create_pool
 from services.notifier.adapters.base import TextSender
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
-from services.notifier.compose import IncidentView
 from services.notifier.journal import SendJournal
+from services.notifier.notifications import IncidentView
 from services.notifier.notify import Notifier
 from services.notifier.settings import NotifierSettings
 from tests.fake_twilio import opened_texts

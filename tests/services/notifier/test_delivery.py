@@ -28,7 +28,7 @@ from services.notifier.adapters.base import Delivery, Handover
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.app import create_app
-from services.notifier.compose import IncidentView
+from services.notifier.notifications import Claim, IncidentView, Key
 from services.notifier.notify import NotificationBusy, Notifier, SendFailed
 from services.notifier.settings import NotifierSettings
 from tests.e2e.conftest import insert_ticketed_incident, publish
@@ -281,9 +281,9 @@ async def test_a_claim_is_exclusive_until_its_lease_expires(
     pool: asyncpg.Pool, database_url: str
 ) -> None:
     event = await insert_ticketed_incident(database_url)
-    key = store.Key(event.incident_id, "email", "ack")
+    key = Key(event.incident_id, "email", "ack")
 
-    async def claim() -> store.Claim:
+    async def claim() -> Claim:
         async with pool.acquire() as conn:
             return await store.claim(conn, key, "c***@example.com", "body", 60)
 
@@ -314,7 +314,7 @@ async def test_a_live_claim_elsewhere_makes_this_delivery_retry_later(
 ) -> None:
     event = await insert_ticketed_incident(database_url)
     async with pool.acquire() as conn:
-        held = await store.claim(conn, store.Key(event.incident_id, "email", "ack"), None, "", 60)
+        held = await store.claim(conn, Key(event.incident_id, "email", "ack"), None, "", 60)
     assert held.owned
     with smtp_server(Inbox()) as inbox:
         notifier = Notifier(

@@ -24,13 +24,13 @@ from services.notifier.adapters.base import PermanentFailure
 from services.notifier.adapters.smtp import ON_THE_WIRE, SmtpMailer, wire_bytes
 from services.notifier.compose import (
     SUBJECTS,
-    IncidentView,
     channels_for,
     email_message,
     outgoing_email,
     parse_address,
     text_message,
 )
+from services.notifier.notifications import IncidentView
 from services.notifier.translations import LOCALE_DIR, gettext_in
 from tests.services.notifier.conftest import (
     SMTP_PASSWORD,

@@ -26,9 +26,9 @@ from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
 from services.notifier.compose import email_message
 from services.notifier.journal import Entry, JournaledSend, SendJournal, journal_name
+from services.notifier.notifications import Key
 from services.notifier.notify import UNCONFIRMED, Notifier
 from services.notifier.settings import NotifierSettings
-from services.notifier.store import Key
 from tests.e2e.conftest import insert_ticketed_incident
 from tests.fake_twilio import FakeTwilio, fake_twilio, opened_texts
 from tests.fakes import Answer

@@ -1,0 +1,43 @@
+"""The hostile-input suite's whole system: one stack for the suite, as `make up` starts it
+(default limits), on a vhost and a database of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from incidentflow.sandbox import own_database, own_vhost
+from incidentflow.stack import Stack
+from tests.e2e.conftest import running_stack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROVISIONED_MODELS = REPO_ROOT / "var" / "model"
+DEFAULT_LIMIT = 5  # NOTIFIER_LIMIT_PER_RECIPIENT's default, 5/hour
+
+
+@pytest.fixture(scope="session")
+def security_database_url(database_url: str) -> Iterator[str]:
+    with own_database(database_url, "security") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def security_stack(
+    rabbitmq_url: str, security_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    env = {
+        "DATABASE_URL": security_database_url,
+        # The default, stated: the test run's environment raises it for the other tests.
+        "NOTIFIER_LIMIT_PER_RECIPIENT": f"{DEFAULT_LIMIT}/hour",
+    }
+    if PROVISIONED_MODELS.is_dir():  # `make install` provisions them; else trained at start
+        env |= {
+            "CLASSIFIER_MODEL_DIR": str(PROVISIONED_MODELS),
+            "SENTIMENT_MODEL_DIR": str(PROVISIONED_MODELS),
+        }
+    with own_vhost(rabbitmq_url, "security") as vhost_url:
+        env["RABBITMQ_URL"] = vhost_url
+        with running_stack(tmp_path_factory.mktemp("security-stack"), env) as stack:
+            yield stack

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import getpass
 import json
 import sys
 import uuid
@@ -317,6 +318,26 @@ def classify(
             continue
         result = classifier.predict(text)
         typer.echo(json.dumps({"text": text, **dataclasses.asdict(result)}))
+
+
+@app.command()
+def erase(
+    customer: Annotated[str, typer.Option("--customer", help="the customer id to erase")],
+    operator: Annotated[
+        str | None,
+        typer.Option(help="who carries it out, recorded with the erasure (default: the OS user)"),
+    ] = None,
+) -> None:
+    """Erase a customer's email, phone and messages everywhere the database keeps them."""
+    from incidentflow.erasure import erase_customer
+
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):  # a container user with no passwd entry
+            operator = "unknown"
+    erased = asyncio.run(_with_conn(lambda conn: erase_customer(conn, customer, operator)))
+    typer.echo(f"erased the personal data of {erased} incidents")
 
 
 reminders_app = typer.Typer(help="Follow-up reminders: list, show, cancel, fire now.")

@@ -31,5 +31,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # FastStream gives its logger a plain stderr handler of its own: route it through ours.
     faststream.handlers[:] = []
     faststream.propagate = True
+    # uvicorn gives its loggers handlers of their own, past the masking: an access log line's
+    # path or query can hold an address. Route them through ours too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        server = logging.getLogger(name)
+        server.handlers[:] = []
+        server.propagate = True
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)

@@ -69,7 +69,20 @@ def earlier_attempts(headers: Mapping[str, Any] | None) -> int:
     """Tries of this message that failed before this delivery: the retries it went through
     the delay queues for, plus the broker's redeliveries of this copy (x-delivery-count)."""
     found = headers or {}
-    return int(found.get(RETRIES_HEADER, 0) or 0) + int(found.get("x-delivery-count", 0) or 0)
+    return _count(found.get(RETRIES_HEADER)) + _count(found.get("x-delivery-count"))
+
+
+def _count(value: Any) -> int:
+    """A count from a header anyone who may publish could have set: a whole number from 0
+    to DELIVERY_LIMIT, else 0. A negative or malformed one must neither crash the delivery
+    policy nor keep a message from ever reaching its limit."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return min(max(value, 0), DELIVERY_LIMIT)
+    if isinstance(value, str | bytes) and value.strip().isdigit():
+        return min(int(value), DELIVERY_LIMIT)
+    return 0
 
 
 def is_last_delivery(headers: Mapping[str, Any] | None) -> bool:

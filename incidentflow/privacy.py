@@ -10,10 +10,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-# RFC 5322 atext in the local part; the top-level label may be punycode (xn--p1ai).
+# RFC 5322 atext in the local part; domain labels of letters and digits in any script
+# (internationalised domains, münchen.de) or punycode (xn--p1ai). A match starts only where a
+# local part starts (the lookbehind): trying it from every character of a long run made
+# masking quadratic (1.9 s for 20 KB inside the log filter).
 EMAIL = re.compile(
-    r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+"
-    r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]+@"
+    r"(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_](?:[\w-]*[^\W_])?"
 )
 # A run of digits with the usual separators, not glued to a word, a hyphenated id (UUIDs,
 # TKT-12345678) or a number: candidates only, _looks_like_phone decides.

@@ -6,9 +6,10 @@ file named like the variable in SECRETS_DIR, in that order of precedence; nothin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic.fields import FieldInfo
@@ -91,6 +92,27 @@ def secrets_dir() -> Path | None:
     return configured
 
 
+# Users and passwords that are someone's default: the servers' images, this project's own
+# examples (compose, .env.example, the example Secret) and the usual first guesses.
+KNOWN_CREDENTIALS = frozenset({"guest", "incidentflow", "postgres", "admin"})
+
+
+def known_credentials(url: str) -> str | None:
+    """Why ``url``'s credentials are someone's default (None when they are not): no password,
+    a user or password that is a known default, or a password equal to the user. Both are
+    percent-decoded first, so ``gu%65st`` is ``guest``."""
+    parts = urlsplit(url)
+    user = unquote(parts.username or "")
+    password = unquote(parts.password or "")
+    if not password:
+        return "no password"
+    if user.lower() in KNOWN_CREDENTIALS or password.lower() in KNOWN_CREDENTIALS:
+        return "a default user or password"
+    if password == user:
+        return "a password equal to the user"
+    return None
+
+
 def _default_credentials_refused(name: str, what: str) -> ValueError:
     # Names the variable, never the value: the value may hold a password.
     return ValueError(
@@ -147,17 +169,34 @@ class CommonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_credentials_in_production(self) -> Self:
+        """Every URL setting that carries credentials (the broker's and the database's always
+        do: without a user or password the clients fall back to guest or trust)."""
         if self.env != "production":
             return self
-        broker = urlsplit(self.rabbitmq_url)
-        # No user or password means guest:guest to the AMQP client.
-        if not broker.password or "guest" in (broker.username, broker.password):
-            raise _default_credentials_refused(
-                "RABBITMQ_URL", "the default guest user or no password"
-            )
-        if not urlsplit(self.database_url).password:
-            raise _default_credentials_refused("DATABASE_URL", "no password")
+        for variable, field in env_names(type(self)).items():
+            value = getattr(self, field)
+            if not isinstance(value, str) or "://" not in value:
+                continue
+            if urlsplit(value).username is None and variable not in ALWAYS_AUTHENTICATED:
+                continue
+            if (reason := known_credentials(value)) is not None:
+                raise _default_credentials_refused(variable, reason)
         return self
+
+
+# URLs whose clients log in as a default user when the URL names none.
+ALWAYS_AUTHENTICATED = frozenset({"RABBITMQ_URL", "DATABASE_URL"})
+
+
+def list_of_strings(value: Any) -> Any:
+    """A JSON list or a comma-separated list, as an operator would write either in an env file
+    (for a list setting declared ``Annotated[list[...], NoDecode]``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def env_names(settings_class: type[BaseSettings], *, every_alias: bool = False) -> dict[str, str]:

@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from services.ingest.keys import SCOPES, Scope, hash_key
+from services.ingest.ratelimit import MovingWindow
 from services.ingest.settings import IngestSettings
 
 # Asymmetric only: a symmetric or "none" token could be forged by anyone holding the JWKS.
@@ -43,12 +44,24 @@ class Principal:
 
 
 def unauthorized(reason: str) -> HTTPException:
-    quoted = reason.replace('"', "'").encode("ascii", "replace").decode()
+    """A 401 with ``reason``, one of this module's fixed texts: nothing the caller sent is
+    echoed (a token's ``kid`` with a line break in it made the header invalid, a 500)."""
     return HTTPException(
         401,
         detail=f"authentication required: {reason}",
-        headers={"WWW-Authenticate": f'{CHALLENGE}, error_description="{quoted}"'},
+        headers={"WWW-Authenticate": f'{CHALLENGE}, error_description="{reason}"'},
     )
+
+
+def _token_problem(error: jwt.PyJWTError) -> str:
+    """What was wrong with a token, in words of our own."""
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "invalid token: expired"
+    if isinstance(error, jwt.InvalidAudienceError | jwt.InvalidIssuerError):
+        return "invalid token: not issued for this API"
+    if isinstance(error, jwt.PyJWKClientError):
+        return "invalid token: signing key not known"
+    return "invalid token"
 
 
 class Authenticator:
@@ -63,15 +76,29 @@ class Authenticator:
             else None
         )
         self.enabled = settings.auth_enabled
+        # Failed authentications per client address: past the limit, refused before any key
+        # is checked, so guessing keys or tokens costs the guesser time, not us CPU.
+        self._failures = MovingWindow(settings.auth_failures_per_client)
 
     async def authenticate(self, credential: str | None, client: str) -> Principal:
         if not self.enabled:
             return Principal("anonymous", frozenset(SCOPES), f"client:{client}")
-        if not credential:
-            raise unauthorized("send an API key (X-API-Key or Authorization: Bearer)")
-        if self._jwks is not None and credential.count(".") == 2:
-            return await self._from_jwt(credential)
-        return self._from_api_key(credential)
+        if (wait := self._failures.retry_after(client)) is not None:
+            raise HTTPException(
+                429,
+                "too many failed authentications from this address",
+                headers={"Retry-After": str(wait)},
+            )
+        try:
+            if not credential:
+                raise unauthorized("send an API key (X-API-Key or Authorization: Bearer)")
+            if self._jwks is not None and credential.count(".") == 2:
+                return await self._from_jwt(credential)
+            return self._from_api_key(credential)
+        except HTTPException as refused:
+            if refused.status_code == 401:
+                self._failures.hit(client)
+            raise
 
     def _from_api_key(self, key: str) -> Principal:
         digest = hash_key(key)
@@ -92,7 +119,7 @@ class Authenticator:
                 503, "identity provider unreachable, try again", headers={"Retry-After": "5"}
             ) from exc
         except jwt.PyJWTError as exc:
-            raise unauthorized(f"invalid token: {exc}") from exc
+            raise unauthorized(_token_problem(exc)) from exc
         subject = str(claims.get("sub") or claims.get("azp") or claims.get("client_id") or "")
         if not subject:
             raise unauthorized("invalid token: no subject")

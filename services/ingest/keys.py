@@ -15,7 +15,7 @@ from typing import Annotated, Literal, get_args
 import typer
 from pydantic import BaseModel, ConfigDict
 
-Scope = Literal["submit", "operate"]
+Scope = Literal["submit", "read", "operate"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 ENTRY = re.compile(
     r"^(?P<name>[A-Za-z0-9_.@-]{1,64}):(?P<scopes>[a-z+]+):(?P<digest>[0-9a-f]{64})$"
@@ -74,7 +74,7 @@ def _entry(name: str, scopes: str, key: str) -> str:
 api_key_app = typer.Typer(help="Ingest API keys: make one, or hash one you have.")
 
 NameOption = Annotated[str, typer.Option("--name", help="who holds the key, e.g. web-frontend")]
-ScopesOption = Annotated[str, typer.Option("--scopes", help="comma list: submit, operate")]
+ScopesOption = Annotated[str, typer.Option("--scopes", help="comma list: submit, read, operate")]
 
 
 @api_key_app.command("new")

@@ -29,15 +29,27 @@ class MovingWindow:
     def hit(self, key: str) -> int | None:
         """Count a hit; None when allowed, else whole seconds until a slot frees."""
         now = self._clock()
+        if (wait := self._wait(key, now)) is not None:
+            return wait
+        self._hits.setdefault(key, deque()).append(now)
+        return None
+
+    def retry_after(self, key: str) -> int | None:
+        """None when ``key`` has room for a hit, else whole seconds until it has; counts
+        nothing (for limits on failures, which are counted only once they happen)."""
+        return self._wait(key, self._clock())
+
+    def _wait(self, key: str, now: float) -> int | None:
         if now >= self._next_sweep:
             self._sweep(now)
-        hits = self._hits.setdefault(key, deque())
+        hits = self._hits.get(key)
+        if not hits:
+            return None
         cutoff = now - self.seconds
         while hits and hits[0] <= cutoff:
             hits.popleft()
         if len(hits) >= self.amount:
             return max(1, math.ceil(hits[0] + self.seconds - now))
-        hits.append(now)
         return None
 
     def _sweep(self, now: float) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from contracts.events import Category, Channel, Sentiment
 from incidentflow.phone import to_e164
+from incidentflow.text import has_hidden_characters
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -55,6 +56,14 @@ class IncidentRequest(StorableModel):
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
         return None if value is None else to_e164(value)
+
+    @field_validator("customer_id")
+    @classmethod
+    def _visible(cls, value: str) -> str:
+        # An identifier is copied into tickets, logs and terminals: nothing hidden in it.
+        if has_hidden_characters(value):
+            raise ValueError("must not contain control, format or bidirectional characters")
+        return value
 
 
 class IncidentCreated(BaseModel):
@@ -109,12 +118,12 @@ class Correction(BaseModel):
 
 
 class CorrectionRequest(StorableModel):
-    """An agent's verdict on the category; kept for audit and for retraining."""
+    """An agent's verdict on the category; kept for audit and for retraining. Who gave it is
+    the authenticated caller, never a name in the body (extra fields are refused)."""
 
     model_config = ConfigDict(extra="forbid")
 
     category: Category
-    agent: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     note: Annotated[str, StringConstraints(max_length=1000)] | None = None
 
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Self
 
 from limits import parse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from incidentflow.settings import CommonSettings
+from incidentflow.settings import CommonSettings, list_of_strings
 from services.ingest.keys import ApiKey
-
-
-def _list_of_strings(value: Any) -> Any:
-    """A JSON list or a comma-separated list, as an operator would write either in an env file."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        return json.loads(text)
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class IngestSettings(CommonSettings):
@@ -35,8 +24,7 @@ class IngestSettings(CommonSettings):
     relay_batch_size: int = Field(200, ge=1, le=5000)
     # How long the relay, woken by an insert, waits for more before it publishes: what
     # arrives meanwhile goes in the same message, and every step after handles it as one
-    # batch (docs/decisions.md, "A Postgres without autovacuum, and batches from the first
-    # hop").
+    # batch (docs/adr/0007-ingest-writes-an-outbox-a-relay-publishes-it.md).
     relay_linger_seconds: float = Field(0.05, ge=0, le=1)
 
     # Entries `name:scope1+scope2:sha256hex` (`incidentflow api-key new` prints one); the keys
@@ -47,6 +35,8 @@ class IngestSettings(CommonSettings):
     jwt_jwks_url: str | None = None
     rate_limit_per_key: str = "600/minute"
     rate_limit_per_customer: str = "20/minute"
+    # Failed authentications from one client address before it gets 429s (docs/security.md).
+    auth_failures_per_client: str = "20/minute"
     max_body_bytes: int = Field(65536, ge=1024, le=10_000_000)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # A customer repeating an open incident's message within this window is linked to it.
@@ -55,15 +45,15 @@ class IngestSettings(CommonSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:
-        items = _list_of_strings(value)
+        items = list_of_strings(value)
         return [ApiKey.parse(i) if isinstance(i, str) else i for i in items]
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
-        return _list_of_strings(value)
+        return list_of_strings(value)
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_customer")
+    @field_validator("rate_limit_per_key", "rate_limit_per_customer", "auth_failures_per_client")
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:
         parse(value)  # ValueError on anything limits' notation does not accept

@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from incidentflow.text import neutralised
+
 
 @dataclass(frozen=True)
 class TicketRequest:
@@ -17,6 +19,12 @@ class TicketRequest:
     sentiment: str
     # ISO 639-1, so the team can route the ticket to someone who reads the language.
     language: str = "en"
+
+    def __post_init__(self) -> None:
+        # What the customer typed reaches people in the ticket system: no terminal escapes,
+        # no bidirectional tricks (incidentflow.text).
+        object.__setattr__(self, "message", neutralised(self.message))
+        object.__setattr__(self, "customer_id", neutralised(self.customer_id))
 
     @property
     def idempotency_key(self) -> str:

@@ -12,7 +12,7 @@ import httpx
 from contracts.events import IncidentTicketed, ReminderRequested
 from incidentflow.stack import REPO_ROOT, Stack
 from tests.conftest import free_port
-from tests.e2e.conftest import incident, publish, read_inbox, submit, wait_until
+from tests.e2e.conftest import audited_event, incident, publish, read_inbox, submit, wait_until
 
 
 async def test_redelivered_ticketed_event_sends_nothing_twice(
@@ -29,7 +29,7 @@ async def test_redelivered_ticketed_event_sends_nothing_twice(
             created["incident_id"],
         )
         assert audit is not None
-        event = IncidentTicketed.model_validate_json(audit)
+        event = await audited_event(conn, IncidentTicketed, audit)
         acknowledgement = f"Support Ticket #{created['ticket_id']} - Issue Received"
         mails_before = [m["Subject"] for m in read_inbox(stack.mail_dir)].count(acknowledgement)
         await publish(rabbitmq_url, event, event, event)
@@ -120,9 +120,9 @@ async def test_a_reminder_request_delivered_again_sends_no_second_email(
             """,
             created["incident_id"],
         )
+        request = await audited_event(conn, ReminderRequested, payload)
     finally:
         await conn.close()
-    request = ReminderRequested.model_validate_json(payload)
     await publish(rabbitmq_url, request, request, request)
     time.sleep(2)
     subject = f"Support Ticket #{created['ticket_id']} - Follow-up: Still Open"

@@ -16,7 +16,7 @@ import asyncpg
 from contracts.events import Event, ReminderDue
 from incidentflow.messaging import make_broker, publish_delayed
 from incidentflow.stack import Stack
-from tests.e2e.conftest import publish, read_inbox, submit, wait_until
+from tests.e2e.conftest import audited_event, publish, read_inbox, submit, wait_until
 
 
 def event_classes(cls: type[Event] = Event) -> dict[str, type[Event]]:
@@ -95,7 +95,9 @@ async def test_every_event_of_a_finished_run_again_sends_nothing_and_opens_no_ti
             incident_id,
         )
         classes = event_classes()
-        events = [classes[r["event_name"]].model_validate_json(r["payload"]) for r in handled]
+        events = [
+            await audited_event(conn, classes[r["event_name"]], r["payload"]) for r in handled
+        ]
         names = {event.name for event in events}
         assert {"incident.received", "incident.scored", "incident.classified"} <= names
         assert {"incident.ticketed", "reminder.due", "reminder.requested"} <= names

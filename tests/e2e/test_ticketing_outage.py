@@ -24,7 +24,7 @@ from contracts.events import IncidentClassified
 from incidentflow.sandbox import own_database
 from incidentflow.stack import Stack
 from services.ticketing.tickets import fallback_ticket_id
-from tests.e2e.conftest import publish, running_stack
+from tests.e2e.conftest import audited_event, publish, running_stack
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api
 
 BURST = 200
@@ -115,9 +115,9 @@ async def classified_event(database_url: str, incident_id: uuid.UUID) -> Inciden
             """,
             incident_id,
         )
+        return await audited_event(conn, IncidentClassified, payload)
     finally:
         await conn.close()
-    return IncidentClassified.model_validate_json(payload)
 
 
 async def test_ticket_api_outage_during_a_burst(

@@ -26,8 +26,10 @@ OPERATE_KEY = "operate-key-0123456789abcdefghijklmnopqrstuvwxyz"
 BOTH_KEY = "both-key-0123456789abcdefghijklmnopqrstuvwxyz"
 KEYS = [
     ApiKey(name="frontend", scopes=frozenset({"submit"}), digest=hash_key(SUBMIT_KEY)),
-    ApiKey(name="agents", scopes=frozenset({"operate"}), digest=hash_key(OPERATE_KEY)),
-    ApiKey(name="admin", scopes=frozenset({"submit", "operate"}), digest=hash_key(BOTH_KEY)),
+    ApiKey(name="agents", scopes=frozenset({"read", "operate"}), digest=hash_key(OPERATE_KEY)),
+    ApiKey(
+        name="admin", scopes=frozenset({"submit", "read", "operate"}), digest=hash_key(BOTH_KEY)
+    ),
 ]
 
 

@@ -63,7 +63,7 @@ async def test_scopes_decide_what_a_key_may_do(keyed: httpx.AsyncClient) -> None
 
     forbidden = await keyed.get(incident, headers=submit)
     assert forbidden.status_code == 403
-    assert forbidden.json()["detail"] == "missing scope: operate"
+    assert forbidden.json()["detail"] == "missing scope: read"
     for path in ("/api/incidents", "/api/stats"):
         assert (await keyed.get(path, headers=submit)).status_code == 403
     patched = await keyed.patch(incident, json={"status": "resolved"}, headers=submit)
@@ -132,7 +132,7 @@ class IdentityProvider:
             "sub": "agent-7",
             "iat": now,
             "exp": now + 300,
-            "scope": "operate submit",
+            "scope": "read operate submit",
             **claims,
         }
         signer = key or (self.ec if alg == "ES256" else self.rsa)
@@ -156,8 +156,8 @@ async def test_jwt_bearer_tokens(rabbitmq_url: str, database_url: str) -> None:
 
             assert (await status(idp.token())).status_code == 200
             assert (await status(idp.token(alg="ES256", kid="ec-1"))).status_code == 200
-            assert (await status(idp.token(scope=None, scp=["operate"]))).status_code == 200
-            assert (await status(idp.token(scope=None, scp="operate"))).status_code == 200
+            assert (await status(idp.token(scope=None, scp=["read"]))).status_code == 200
+            assert (await status(idp.token(scope=None, scp="read"))).status_code == 200
 
             rejected = {
                 "expired": idp.token(exp=int(time.time()) - 60),
@@ -180,7 +180,7 @@ async def test_jwt_bearer_tokens(rabbitmq_url: str, database_url: str) -> None:
 
             missing = await status(idp.token(scope="submit"))
             assert missing.status_code == 403
-            assert missing.json()["detail"] == "missing scope: operate"
+            assert missing.json()["detail"] == "missing scope: read"
             created = await client.post(
                 "/api/incidents",
                 json={**BODY, "message": "from the agents' console"},

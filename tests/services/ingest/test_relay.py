@@ -36,10 +36,11 @@ async def accepted(pool: asyncpg.Pool, trace: dict[str, str] | None = None) -> I
 async def published(pool: asyncpg.Pool, event: IncidentReceived, timeout: float = 10) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        at = await pool.fetchval(
-            "SELECT published_at FROM outbox WHERE event_id = $1", event.event_id
+        # Published rows leave the outbox (personal data kept no longer than needed).
+        left = await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE event_id = $1", event.event_id
         )
-        if at is not None:
+        if left == 0:
             return True
         await asyncio.sleep(0.1)
     return False

@@ -210,10 +210,10 @@ async def test_nul_in_a_correction_or_a_query_is_422(client: httpx.AsyncClient) 
     created = (await client.post("/api/incidents", json=body(customer()))).json()
     response = await client.post(
         f"/api/incidents/{created['incident_id']}/corrections",
-        json={"category": "other", "agent": "ann\x00"},
+        json={"category": "other", "note": "ann\x00"},
     )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "agent"]
+    assert response.json()["detail"][0]["loc"] == ["body", "note"]
     listed = await client.get("/api/incidents", params={"customer_id": "a\x00b"})
     assert listed.status_code == 422
     assert listed.json()["detail"][0]["loc"] == ["query", "customer_id"]

@@ -1,0 +1,108 @@
+"""A customer's erasure request leaves nothing of their address or words in any column of any
+table: incidents run through the whole system, then `incidentflow erase --customer ID`, then
+every text, varchar and jsonb column of every table is searched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import asyncpg
+import httpx
+
+from incidentflow.stack import Stack
+from tests.e2e.conftest import wait_until
+from tests.security.test_relay import REPO_ROOT
+
+
+async def columns_holding(conn: asyncpg.Connection, needles: list[str]) -> list[str]:
+    """``table.column`` of every text-like column where a needle occurs (any case)."""
+    found: list[str] = []
+    columns = await conn.fetch(
+        """
+        SELECT table_name, column_name FROM information_schema.columns
+        WHERE table_schema = 'public'
+          AND data_type IN ('text', 'character varying', 'character', 'jsonb', 'json')
+        """
+    )
+    for column in columns:
+        table, name = column["table_name"], column["column_name"]
+        for needle in needles:
+            hits = await conn.fetchval(
+                f'SELECT count(*) FROM "{table}" WHERE "{name}"::text ILIKE $1',
+                f"%{needle}%",
+            )
+            if hits:
+                found.append(f"{table}.{name}")
+    return found
+
+
+async def test_erase_leaves_no_address_or_message_in_any_column(
+    security_stack: Stack, security_database_url: str
+) -> None:
+    marker = uuid.uuid4().hex[:10]
+    customer = f"erase-{marker}"
+    address = f"person-{marker}@example.com"
+    phrase = f"gazebo{marker}"
+    phone = "+14155550123"
+    ids = []
+    for text in (f"I was charged twice for my {phrase} order", f"Still waiting on {phrase}!"):
+        answer = httpx.post(
+            security_stack.url("ingest") + "/api/incidents",
+            json={
+                "customer_id": customer,
+                "channel": "sms",
+                "email": address,
+                "phone": phone,
+                "message": text,
+            },
+            headers={"Prefer": "wait=0"},
+            timeout=30,
+        )
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["incident_id"])
+
+    def acknowledged() -> bool:
+        states = [
+            httpx.get(f"{security_stack.url('ingest')}/api/incidents/{i}", timeout=10).json()
+            for i in ids
+        ]
+        return all(s.get("acknowledged_at") for s in states)
+
+    wait_until(acknowledged, timeout=120)
+    conn = await asyncpg.connect(security_database_url)
+    try:
+        # The data was there: the search finds it before the erasure.
+        assert "incidents.message" in await columns_holding(conn, [phrase])
+        erased = subprocess.run(
+            [sys.executable, "-m", "incidentflow.cli", "erase", "--customer", customer],
+            cwd=REPO_ROOT,
+            env={**os.environ, "DATABASE_URL": security_database_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert erased.returncode == 0, erased.stderr
+        assert erased.stdout.strip().endswith("erased the personal data of 2 incidents")
+        assert await columns_holding(conn, [address, phrase, phone.lstrip("+")]) == []
+        recorded = await conn.fetchrow(
+            "SELECT customer_sha256, incidents FROM erasures ORDER BY id DESC LIMIT 1"
+        )
+        assert recorded["incidents"] == 2 and customer not in recorded["customer_sha256"]
+        # What the system did stays: the incidents, their categories and their audit trail.
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM incidents WHERE customer_id = $1 AND classification IS NOT NULL",
+            customer,
+        )
+        assert kept == 2
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM audit_events WHERE incident_id = ANY($1::uuid[])", ids
+            )
+            >= 8
+        )
+    finally:
+        await conn.close()

@@ -322,35 +322,60 @@ def classify(
 
 @app.command()
 def erase(
-    customer: Annotated[str, typer.Option("--customer", help="the customer id to erase")],
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="the customer id to erase")
+    ] = None,
+    expired: Annotated[
+        bool,
+        typer.Option("--expired", help="every incident resolved more than RETENTION_DAYS days ago"),
+    ] = False,
     operator: Annotated[
         str | None,
         typer.Option(help="who carries it out, recorded with the erasure (default: the OS user)"),
     ] = None,
 ) -> None:
-    """Erase a customer's email, phone and messages everywhere the database keeps them."""
-    from incidentflow.erasure import erase_customer
+    """Erase a customer's (or expired incidents') email, phone and messages everywhere the
+    database keeps them."""
+    from incidentflow.erasure import erase_customer, erase_expired
 
-    if operator is None:
-        try:
-            operator = getpass.getuser()
-        except (KeyError, OSError):  # a container user with no passwd entry
-            operator = "unknown"
-    erased = asyncio.run(_with_conn(lambda conn: erase_customer(conn, customer, operator)))
+    if (customer is None) == (not expired):
+        raise typer.BadParameter("give --customer ID or --expired, one of them")
+    who = operator or _os_user()
+    if customer is not None:
+        erased = asyncio.run(_with_conn(lambda conn: erase_customer(conn, customer, who)))
+    else:
+        days = _settings().retention_days
+        # A transaction per batch: a large backlog does not hold its locks to the end.
+        erased = asyncio.run(
+            _with_conn(lambda conn: erase_expired(conn, days, who), one_transaction=False)
+        )
     typer.echo(f"erased the personal data of {erased} incidents")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
 
 
 reminders_app = typer.Typer(help="Follow-up reminders: list, show, cancel, fire now.")
 app.add_typer(reminders_app, name="reminders")
 
 
-async def _with_conn(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def _with_conn(
+    work: Callable[[asyncpg.Connection], Awaitable[T]], *, one_transaction: bool = True
+) -> T:
+    """``work`` on a connection, in one transaction unless it makes its own."""
     from incidentflow.db import create_pool
 
     pool = await create_pool(_settings().database_url, 1)
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            return await work(conn)
+        async with pool.acquire() as conn:
+            if not one_transaction:
+                return await work(conn)
+            async with conn.transaction():
+                return await work(conn)
     finally:
         await pool.close()
 

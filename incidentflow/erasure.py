@@ -48,6 +48,16 @@ ERASE_STATEMENTS = (
 )
 
 
+EXPIRED = """
+SELECT id FROM incidents
+WHERE status = 'resolved' AND resolved_at < now() - $1 * interval '1 day' AND message <> $2
+ORDER BY resolved_at LIMIT $3
+FOR UPDATE SKIP LOCKED
+"""
+# Incidents erased per transaction by the retention job: short transactions, short locks.
+EXPIRED_BATCH = 1000
+
+
 def customer_digest(customer_id: str) -> str:
     return hashlib.sha256(customer_id.encode()).hexdigest()
 
@@ -59,13 +69,40 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str, operator: s
             "SELECT id FROM incidents WHERE customer_id = $1 FOR UPDATE", customer_id
         )
         incident_ids = [row["id"] for row in rows]
-        if incident_ids:
-            for statement in ERASE_STATEMENTS:
-                await conn.execute(statement, incident_ids, ERASED)
-        await conn.execute(
-            "INSERT INTO erasures (customer_sha256, incidents, operator) VALUES ($1, $2, $3)",
-            customer_digest(customer_id),
-            len(incident_ids),
-            operator,
-        )
+        await _erase(conn, incident_ids)
+        await _record(conn, customer_digest(customer_id), len(incident_ids), operator)
     return len(incident_ids)
+
+
+async def erase_expired(conn: asyncpg.Connection, retention_days: int, operator: str) -> int:
+    """Erase the personal data of incidents resolved more than ``retention_days`` ago, in
+    batches; the number of incidents. Run daily by a scheduled job (RETENTION_DAYS)."""
+    erased = 0
+    while True:
+        async with conn.transaction():
+            rows = await conn.fetch(EXPIRED, retention_days, ERASED, EXPIRED_BATCH)
+            incident_ids = [row["id"] for row in rows]
+            if not incident_ids:
+                return erased
+            await _erase(conn, incident_ids)
+            await _record(conn, f"retention:{retention_days}d", len(incident_ids), operator)
+        erased += len(incident_ids)
+
+
+async def _erase(conn: asyncpg.Connection, incident_ids: list[object]) -> None:
+    if not incident_ids:
+        return
+    for statement in ERASE_STATEMENTS:
+        # $1 the incidents; $2, where a statement writes it, the text left in place.
+        arguments = (incident_ids, ERASED) if "$2" in statement else (incident_ids,)
+        await conn.execute(statement, *arguments)
+
+
+async def _record(conn: asyncpg.Connection, whose: str, incidents: int, operator: str) -> None:
+    """The erasure, without the data: whose (a hash, or the retention rule), how many, who."""
+    await conn.execute(
+        "INSERT INTO erasures (customer_sha256, incidents, operator) VALUES ($1, $2, $3)",
+        whose,
+        incidents,
+        operator,
+    )

@@ -22,7 +22,11 @@ EMAIL = re.compile(
 # TKT-12345678) or a number: candidates only, _looks_like_phone decides.
 PHONE = re.compile(r"(?<![\w+\-.])\+?\(?\d(?:[ .()\-]{0,2}\d){6,17}(?![\w\-]|\.\d)")
 # scheme://user:password@host: the password of a broker or database URL.
-URL_PASSWORD = re.compile(r"(?P<prefix>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)", re.I)
+# The scheme starts where no scheme character precedes it (not merely at a word boundary: in
+# "a.a.a…" every letter is one, and trying each made masking quadratic).
+URL_PASSWORD = re.compile(
+    r"(?P<prefix>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)", re.I
+)
 DECIMAL = re.compile(r"\d+\.\d+")
 IP_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 MIN_PHONE_DIGITS = 9  # without a leading +; 8-digit runs are dates (2024-05-01) more often

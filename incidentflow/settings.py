@@ -145,6 +145,9 @@ class CommonSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(
         None, validation_alias=_unprefixed("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
+    # Personal data of incidents resolved longer ago than this is erased by
+    # `incidentflow erase --expired`, which a scheduled job runs (docs/security.md).
+    retention_days: int = Field(365, ge=1, le=36500, validation_alias=_unprefixed("RETENTION_DAYS"))
     # Read by settings_customise_sources through secrets_dir(); a field so it is documented
     # and shown like every other setting.
     secrets_dir: Path | None = Field(

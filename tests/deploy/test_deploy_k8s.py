@@ -13,6 +13,8 @@ from deploy_support import (
     SERVICES,
     by_kind,
     is_incidentflow_image,
+    matches,
+    pod_labels,
     pod_spec,
     render,
     workloads,
@@ -24,30 +26,6 @@ AUTOSCALED = {"classifier", "notifier"}
 HEALTH = {"livenessProbe": "/health/live", "readinessProbe": "/health/ready"}
 
 Docs = tuple[dict[str, Any], ...]
-
-
-def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A label selector (matchLabels and matchExpressions) against a pod's labels."""
-    for key, value in selector.get("matchLabels", {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions", []):
-        key, operator = expression["key"], expression["operator"]
-        values = expression.get("values", [])
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and labels.get(key) in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
-def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
-    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
-    return labels
 
 
 def container_port(container: dict[str, Any], port: int | str) -> int:

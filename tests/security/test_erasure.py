@@ -13,8 +13,8 @@ import asyncpg
 import httpx
 
 from incidentflow.stack import Stack
-from tests.e2e.conftest import wait_until
-from tests.security.test_relay import REPO_ROOT
+from tests.e2e.conftest import insert_ticketed_incident, wait_until
+from tests.security.conftest import REPO_ROOT
 
 
 async def columns_holding(conn: asyncpg.Connection, needles: list[str]) -> list[str]:
@@ -104,5 +104,57 @@ async def test_erase_leaves_no_address_or_message_in_any_column(
             )
             >= 8
         )
+    finally:
+        await conn.close()
+
+
+async def test_incidents_resolved_before_the_retention_period_lose_their_personal_data(
+    security_database_url: str,
+) -> None:
+    marker = uuid.uuid4().hex[:10]
+    old, recent, still_open = [
+        await insert_ticketed_incident(
+            security_database_url,
+            customer_id=f"retention-{marker}",
+            email=f"{name}-{marker}@example.com",
+            message=f"{name} {marker}",
+        )
+        for name in ("old", "recent", "open")
+    ]
+    conn = await asyncpg.connect(security_database_url)
+    try:
+        for event, days_ago in ((old, 400), (recent, 10)):
+            await conn.execute(
+                """
+                UPDATE incidents SET status = 'resolved',
+                       resolved_at = now() - $2 * interval '1 day'
+                WHERE id = $1
+                """,
+                event.incident_id,
+                days_ago,
+            )
+        erased = subprocess.run(
+            [sys.executable, "-m", "incidentflow.cli", "erase", "--expired"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "DATABASE_URL": security_database_url, "RETENTION_DAYS": "365"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert erased.returncode == 0, erased.stderr
+        left = {
+            row["id"]: row["message"]
+            for row in await conn.fetch(
+                "SELECT id, message FROM incidents WHERE customer_id = $1",
+                f"retention-{marker}",
+            )
+        }
+        assert left == {
+            old.incident_id: "[erased]",
+            recent.incident_id: f"recent {marker}",
+            still_open.incident_id: f"open {marker}",
+        }
+        assert await columns_holding(conn, [f"old-{marker}", f"old {marker}"]) == []
     finally:
         await conn.close()

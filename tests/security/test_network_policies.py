@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.deploy_support import OVERLAYS, by_kind, render, workloads
-from tests.deploy.test_deploy_k8s import matches, pod_labels
+from tests.deploy.deploy_support import OVERLAYS, by_kind, matches, pod_labels, render, workloads
 
 INFRASTRUCTURE = {53, 5671, 5672, 5432}
 ALLOWED_PORTS = {
     "migrate": INFRASTRUCTURE,
+    "retention": INFRASTRUCTURE,
     "ingest": INFRASTRUCTURE | {443},
     "sentiment": INFRASTRUCTURE,
     "classifier": INFRASTRUCTURE | {443},
@@ -38,12 +38,19 @@ def egress_policies(docs: Any, labels: dict[str, str]) -> list[dict[str, Any]]:
 def test_each_service_may_reach_only_the_ports_its_job_needs(overlay: str) -> None:
     docs = render(overlay)
     seen = set()
-    for workload in workloads(docs):
-        name = workload["metadata"]["name"]
+    pods = [(w["metadata"]["name"], pod_labels(w)) for w in workloads(docs)]
+    pods += [
+        (
+            job["metadata"]["name"],
+            job["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"],
+        )
+        for job in by_kind(docs, "CronJob").values()
+    ]
+    for name, labels in pods:
         if name not in ALLOWED_PORTS:
             continue  # the dev overlay's servers
         seen.add(name)
-        policies = egress_policies(docs, pod_labels(workload))
+        policies = egress_policies(docs, labels)
         assert any(not p["spec"].get("egress") for p in policies), f"{name}: no default deny"
         rules = [rule for p in policies for rule in p["spec"].get("egress", [])]
         assert all(rule.get("ports") for rule in rules), f"{name}: a rule open on every port"

@@ -3,6 +3,7 @@ own: a key that may change incidents does not read every customer's, and the oth
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -32,7 +33,12 @@ async def ingest(rabbitmq_url: str, database_url: str) -> AsyncIterator[httpx.As
 async def new_incident(ingest: httpx.AsyncClient) -> str:
     created = await ingest.post(
         "/api/incidents",
-        json={"customer_id": "c1", "channel": "email", "email": "a@b.co", "message": "twice"},
+        json={
+            "customer_id": f"c-{uuid.uuid4().hex[:8]}",
+            "channel": "email",
+            "email": "a@b.co",
+            "message": "twice",
+        },
         headers={"X-API-Key": SUBMIT, "Prefer": "wait=0"},
     )
     assert created.status_code == 202
@@ -42,7 +48,7 @@ async def new_incident(ingest: httpx.AsyncClient) -> str:
 async def audit_rows(database_url: str, incident_id: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url)
     try:
-        return await conn.fetch(
+        return await conn.fetch(  # type: ignore[no-any-return]
             """
             SELECT event_name, payload, outcome FROM audit_events
             WHERE incident_id = $1 AND service = 'ingest' AND event_name <> 'incident.received'

@@ -76,10 +76,10 @@ async def test_a_retry_of_a_notification_already_counted_is_not_suppressed(
 
         first = await store.claim_many(conn, [ask(i) for i in range(5)], LIMIT)
         assert [c.status for c in first] == ["sending"] * 5
+        lease = first[0].lease
+        assert lease is not None
         # The first send failed and went back to queued; its retry takes its own place.
-        await store.record_failure(
-            conn, ask(0).key, first[0].lease, "timeout", retryable=True, final=False
-        )
+        await store.record_failure(conn, ask(0).key, lease, "timeout", retryable=True, final=False)
         [retry] = await store.claim_many(conn, [ask(0)], LIMIT)
         assert retry.status == "sending" and retry.owned
     finally:
@@ -157,7 +157,9 @@ def test_an_acknowledgement_quotes_at_most_an_excerpt(quote: bool) -> None:
     mail = email_message(view, "ack", "support@company.com", "support@company.com", quote=quote)
     for part in mail.mail.walk():
         if part.get_content_maintype() == "text":
-            body = part.get_payload(decode=True).decode()
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            body = payload.decode()
             assert "evil.example" not in body and "x" * 200 not in body
             assert ("I was charged twice" in body) is quote
 

@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.exceptions import ChannelClosed
+from faststream.rabbit.subscriber import RabbitSubscriber
 
 from contracts.topology import WORK_ROUTES, DelayLevels, dead_letter_queue_name, retry_routing_key
 from incidentflow.sandbox import own_vhost
@@ -43,7 +44,11 @@ def vhost_url(rabbitmq_url: str) -> Iterator[str]:
 
 
 def consumed_queues(runtime: ServiceRuntime) -> set[str]:
-    return {subscriber.queue.name for subscriber in runtime.broker.subscribers}
+    return {
+        subscriber.queue.name
+        for subscriber in runtime.broker.subscribers
+        if isinstance(subscriber, RabbitSubscriber)
+    }
 
 
 async def retry_reaches(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> bool:

@@ -61,7 +61,9 @@ def on_the_wire(mail: Message) -> EmailMessage:
 
 
 def parts(view: IncidentView, kind: str = "ack") -> tuple[str, str]:
-    email = email_message(view, kind, SENDER, "support@company.com")  # type: ignore[arg-type]
+    """The text and HTML of a mail that quotes the customer (NOTIFIER_QUOTE_MESSAGE=true; off
+    by default, tests/security/ checks that)."""
+    email = email_message(view, kind, SENDER, "support@company.com", quote=True)  # type: ignore[arg-type]
     mail = on_the_wire(email.mail)
     text = mail.get_body(("plain",))
     html = mail.get_body(("html",))
@@ -70,7 +72,8 @@ def parts(view: IncidentView, kind: str = "ack") -> tuple[str, str]:
 
 
 def test_acknowledgement_follows_the_seed() -> None:
-    email = email_message(VIEW, "ack", SENDER, "support@company.com")
+    # The seed's acknowledgement quotes the message: with NOTIFIER_QUOTE_MESSAGE=true.
+    email = email_message(VIEW, "ack", SENDER, "support@company.com", quote=True)
     assert email.mail["Subject"] == "Support Ticket #TKT-98042a72 - Issue Received"
     assert email.mail["To"] == "customer@example.com"
     assert (email.sender, email.recipient) == ("support@company.com", "customer@example.com")
@@ -295,7 +298,7 @@ def test_the_text_message_is_one_line() -> None:
 
 async def send(mailer: SmtpMailer, view: IncidentView = VIEW, kind: str = "ack") -> str | None:
     # As the notifier composes: bytes on the wire for a plain mail.
-    email = outgoing_email(view, kind, SENDER, "support@company.com")  # type: ignore[arg-type]
+    email = outgoing_email(view, kind, SENDER, "support@company.com", quote=True)  # type: ignore[arg-type]
     delivery = await mailer.send(email.mail, email.sender, email.recipient)
     return delivery.provider_message_id
 
@@ -430,7 +433,7 @@ def _text_and_html(mail: Message) -> tuple[str, str]:
 def test_acknowledgement_and_reminder_go_out_in_the_customers_language(language: str) -> None:
     view = IncidentView(**{**VIEW.__dict__, "language": language})
     for kind in ("ack", "reminder"):
-        mail = email_message(view, kind, SENDER, "support@company.com").mail
+        mail = email_message(view, kind, SENDER, "support@company.com", quote=True).mail
         text, html = _text_and_html(mail)
         subject = gettext_in(language, SUBJECTS[kind]).format(ticket_id=view.ticket_id)
         assert subject != SUBJECTS[kind].format(ticket_id=view.ticket_id)

@@ -67,6 +67,9 @@ def _token_problem(error: jwt.PyJWTError) -> str:
 class Authenticator:
     def __init__(self, settings: IngestSettings) -> None:
         self._keys = settings.api_keys
+        self._key_secret = (
+            settings.api_key_secret.get_secret_value() if settings.api_key_secret else None
+        )
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         # Keys cached by kid; the JWKS is fetched again only for a kid it has not seen.
@@ -101,7 +104,7 @@ class Authenticator:
             raise
 
     def _from_api_key(self, key: str) -> Principal:
-        digest = hash_key(key)
+        digest = hash_key(key, self._key_secret)
         found = None
         for candidate in self._keys:  # compare with every entry: the time says nothing
             if hmac.compare_digest(candidate.digest, digest):

@@ -7,6 +7,8 @@ entries only, so a leaked configuration does not leak a usable key.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 import re
 import secrets
 import sys
@@ -22,8 +24,13 @@ ENTRY = re.compile(
 )
 
 
-def hash_key(key: str) -> str:
-    # The keys are 256-bit random strings, not passwords: a plain SHA-256 cannot be brute-forced.
+def hash_key(key: str, secret: str | None = None) -> str:
+    """The digest an INGEST_API_KEYS entry holds for ``key``: an HMAC-SHA256 keyed with the
+    server's INGEST_API_KEY_SECRET when there is one, else a SHA-256. Keys from `api-key new`
+    are 256-bit random, beyond brute force either way; one brought to `api-key hash` may be
+    weak, and with the secret a leaked list of entries cannot be tried against guesses."""
+    if secret:
+        return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -63,7 +70,13 @@ def _parse_scopes(scopes: str) -> frozenset[Scope]:
 
 
 def _entry(name: str, scopes: str, key: str) -> str:
-    entry = ApiKey(name=name, scopes=_parse_scopes(scopes), digest=hash_key(key)).entry()
+    # The same secret ingest runs with, from the environment (or the file it names).
+    secret = os.environ.get("INGEST_API_KEY_SECRET")
+    if secret is None and (path := os.environ.get("INGEST_API_KEY_SECRET_FILE")):
+        with open(path) as handle:
+            secret = handle.read().strip()
+    digest = hash_key(key, secret)
+    entry = ApiKey(name=name, scopes=_parse_scopes(scopes), digest=digest).entry()
     try:
         ApiKey.parse(entry)  # a name the entry cannot carry fails here, not at deploy time
     except ValueError as exc:

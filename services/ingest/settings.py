@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Self
 
 from limits import parse
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from incidentflow.settings import CommonSettings, list_of_strings
@@ -30,6 +30,9 @@ class IngestSettings(CommonSettings):
     # Entries `name:scope1+scope2:sha256hex` (`incidentflow api-key new` prints one); the keys
     # themselves are never configured. None configured and no JWT issuer = open API (dev/test).
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    # With it the entries' digests are HMACs keyed with it (`incidentflow api-key` reads it
+    # too): a leaked list of entries cannot be tried against guessed keys (docs/security.md).
+    api_key_secret: SecretStr | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None

@@ -3,14 +3,19 @@ characters in identifiers and text, retry counts nobody should have set."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 
 import asyncpg
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from contracts.topology import DELIVERY_LIMIT
+from incidentflow.cli import app as cli
 from incidentflow.messaging import RETRIES_HEADER, earlier_attempts, is_last_delivery
+from services.ingest.keys import ApiKey, hash_key
 from services.ticketing.tickets import TicketRequest
 from tests.fakes import Answer, fake_server
 from tests.services.ingest.conftest import KEYS, SUBMIT_KEY, ingest_settings, serve
@@ -133,3 +138,24 @@ async def test_production_does_not_publish_the_api_map(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
             assert (await client.get(path)).status_code == expected, path
+
+
+async def test_with_a_key_secret_the_entries_hold_hmacs_not_hashes(
+    rabbitmq_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, secret = "weak-but-allowed", "server-side-secret-0123456789"
+    monkeypatch.setenv("INGEST_API_KEY_SECRET", secret)
+    made = CliRunner().invoke(
+        cli, ["api-key", "hash", "--name", "ops", "--scopes", "read"], input=f"{key}\n"
+    )
+    assert made.exit_code == 0, made.output
+    keyed = ApiKey.parse(made.output.strip())
+    assert keyed.digest == hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
+    plain = ApiKey(name="plain", scopes=frozenset({"read"}), digest=hash_key(key))
+    for entries, expected in (([keyed], 200), ([plain], 401)):
+        settings = ingest_settings(
+            rabbitmq_url, database_url, api_keys=entries, api_key_secret=secret
+        )
+        async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+            answer = await client.get("/api/stats", headers={"X-API-Key": key})
+        assert answer.status_code == expected, entries

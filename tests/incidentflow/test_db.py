@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import subprocess
 import sys
@@ -87,3 +88,31 @@ async def test_audit_trail_cannot_be_rewritten(pool: asyncpg.Pool) -> None:
         await pool.execute("UPDATE audit_events SET service = 'forged'")
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await pool.execute("DELETE FROM audit_events")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pool.execute("TRUNCATE audit_events")
+    assert await pool.fetchval("SELECT count(*) FROM audit_events") >= 1
+
+
+async def test_the_audit_trail_keeps_no_contact_details_or_text(pool: asyncpg.Pool) -> None:
+    """Whatever writes the row, the payload loses email, phone, message and reason, and keeps
+    the message's hash (migration 0013)."""
+    payload = {
+        "incident_id": "9b2f8c1e-0000-4000-8000-000000000001",
+        "email": "ana@example.com",
+        "phone": "+14155550123",
+        "message": "charged twice",
+        "reason": "charged, twice",
+        "classification": "duplicate_payment",
+    }
+    stored = await pool.fetchval(
+        """
+        INSERT INTO audit_events (service, event_name, event_id, incident_id, occurred_at, payload)
+        VALUES ('t', 'e', gen_random_uuid(), gen_random_uuid(), now(), $1) RETURNING payload
+        """,
+        payload,
+    )
+    assert stored == {
+        "incident_id": payload["incident_id"],
+        "classification": "duplicate_payment",
+        "message_sha256": hashlib.sha256(b"charged twice").hexdigest(),
+    }

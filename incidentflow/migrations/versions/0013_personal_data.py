@@ -6,7 +6,8 @@ Every row written to ``audit_events`` has ``email``, ``phone``, ``message`` and 
 by its SHA-256 (``message_sha256``): whichever code
 writes the row (services, ingest's SQL function, a future one), the append-only table never
 holds what an erasure request would need to remove. Rows written before are scrubbed the same
-way here, with the append-only trigger held off for that one statement.
+way here, with the append-only trigger held off for that one statement. And TRUNCATE, which
+the row-level append-only trigger never saw, is refused too.
 
 Revision ID: 0013
 Revises: 0012
@@ -52,6 +53,11 @@ STATEMENTS = [
     WHERE payload ?| array['email', 'phone', 'message', 'reason']
     """,
     "ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update",
+    # The row triggers never saw TRUNCATE: one statement could empty the trail.
+    """
+    CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()
+    """,
     """
     CREATE TABLE erasures (
         id              bigserial PRIMARY KEY,
@@ -72,6 +78,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TABLE erasures")
+    op.execute("DROP TRIGGER audit_events_no_truncate ON audit_events")
     op.execute("DROP TRIGGER audit_events_scrub ON audit_events")
     op.execute("DROP FUNCTION audit_events_scrub()")
     op.execute("DROP FUNCTION audit_payload_without_personal_data(jsonb)")

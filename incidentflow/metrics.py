@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -342,9 +342,15 @@ class _HttpObservability:
                 ).observe(time.perf_counter() - start)
 
 
-def instrument_ingest(app: FastAPI, broker: RabbitBroker, settings: CommonSettings) -> None:
-    """Metrics and tracing for ingest: /metrics, HTTP latency, a span per request, the
-    broker's message metrics and trace propagation, trace ids on log lines."""
+def instrument_ingest(
+    app: FastAPI,
+    broker: RabbitBroker,
+    settings: CommonSettings,
+    metrics_on: Sequence[FastAPI] = (),
+) -> None:
+    """Metrics and tracing for ingest: /metrics (on ``metrics_on``, ``app`` by default), HTTP
+    latency, a span per request, the broker's message metrics and trace propagation, trace
+    ids on log lines."""
     instrument_messaging(
         broker,
         "ingest",
@@ -356,7 +362,8 @@ def instrument_ingest(app: FastAPI, broker: RabbitBroker, settings: CommonSettin
     async def metrics() -> Response:
         return Response(await render_metrics(broker, ()), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    for target in metrics_on or (app,):
+        target.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
 
     app_lifespan = app.router.lifespan_context
 

@@ -40,6 +40,7 @@ from services.ingest import store
 from services.ingest.auth import Authenticator, Principal, require
 from services.ingest.bodylimit import RequestBodyGuard
 from services.ingest.deadletters import dead_letter_counts
+from services.ingest.internal import internal_app, serving
 from services.ingest.keys import Scope
 from services.ingest.ratelimit import MovingWindow
 from services.ingest.relay import OutboxRelay
@@ -197,9 +198,14 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         state.update(pool=pool, relay=relay)
         starter = asyncio.create_task(keep_broker_started())
         relay.start()
-        freeze_startup_heap()
         try:
-            yield
+            async with contextlib.AsyncExitStack() as internal_server:
+                if internal is not None and settings.health_port is not None:
+                    await internal_server.enter_async_context(
+                        serving(internal, settings.internal_host, settings.health_port)
+                    )
+                freeze_startup_heap()
+                yield
         finally:
             starter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,6 +214,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await broker.stop()
             await pool.close()
 
+    # Probes and metrics apart from the API (services/ingest/internal.py), when configured.
+    internal = internal_app() if settings.health_port is not None else None
     app = FastAPI(
         title="incidentflow ingest",
         version="1.0.0",
@@ -532,11 +540,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         counts["dead_letters"] = await dead_letter_counts(settings.rabbitmq_url)
         return counts
 
-    @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @app.get("/health/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
         ok = await broker.ping(timeout=2) and relay().running
         try:
@@ -546,8 +552,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             ok = False
         return JSONResponse({"status": "ready" if ok else "not ready"}, 200 if ok else 503)
 
+    # Probes and metrics: on the internal port when there is one, and on the public port
+    # except in production (services/ingest/internal.py).
+    health_apps = [internal] if internal is not None else []
+    if settings.env != "production":
+        health_apps.append(app)
+    for target in health_apps:
+        target.add_api_route("/health/live", live, methods=["GET"], include_in_schema=False)
+        target.add_api_route("/health/ready", ready, methods=["GET"], include_in_schema=False)
     # Last, so its middleware is outermost: it times and traces every answer.
-    instrument_ingest(app, broker, settings)
+    instrument_ingest(app, broker, settings, metrics_on=health_apps)
     return app
 
 

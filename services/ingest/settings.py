@@ -38,6 +38,12 @@ class IngestSettings(CommonSettings):
     jwt_jwks_url: str | None = None
     rate_limit_per_key: str = "600/minute"
     rate_limit_per_customer: str = "20/minute"
+    # Health probes and metrics on a port of their own (services/ingest/internal.py): unset,
+    # 9000 in production, where the public port then answers the API alone; elsewhere unset
+    # means none, the routes staying on the public port.
+    internal_port: int | None = Field(None, ge=1, le=65535)
+    # Every interface of the pod: the kubelet probes it at the pod address.
+    internal_host: str = "0.0.0.0"
     # Failed authentications from one client address before it gets 429s (docs/security.md).
     auth_failures_per_client: str = "20/minute"
     max_body_bytes: int = Field(65536, ge=1024, le=10_000_000)
@@ -75,6 +81,13 @@ class IngestSettings(CommonSettings):
                 "the ingest API must not run open"
             )
         return self
+
+    @property
+    def health_port(self) -> int | None:
+        """Where the probes and metrics are served apart from the API, if anywhere."""
+        if self.internal_port is None and self.env == "production":
+            return 9000
+        return self.internal_port
 
     @property
     def auth_enabled(self) -> bool:

@@ -92,13 +92,21 @@ def test_base_ships_an_example_secret() -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_service_has_probes_on_its_health_endpoints(overlay: str) -> None:
-    deployments = by_kind(render(overlay), "Deployment")
+    docs = render(overlay)
+    deployments = by_kind(docs, "Deployment")
+    (config,) = [
+        c
+        for name, c in by_kind(docs, "ConfigMap").items()
+        if name.startswith("incidentflow-config")
+    ]
     for name in SERVICES:
         container = app_container(deployments[name])
+        # Ingest answers probes on its internal port (services/ingest/internal.py).
+        port = int(config["data"]["INGEST_INTERNAL_PORT"]) if name == "ingest" else 8000
         for probe, path in HEALTH.items():
             http = container[probe]["httpGet"]
             assert http["path"] == path, (name, probe)
-            assert container_port(container, http["port"]) == 8000, (name, probe)
+            assert container_port(container, http["port"]) == port, (name, probe)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from contracts.topology import DELIVERY_LIMIT
 from incidentflow.cli import app as cli
 from incidentflow.messaging import RETRIES_HEADER, earlier_attempts, is_last_delivery
+from incidentflow.sandbox import free_port
 from services.ingest.keys import ApiKey, hash_key
 from services.ticketing.tickets import TicketRequest
 from tests.fakes import Answer, fake_server
@@ -159,3 +160,23 @@ async def test_with_a_key_secret_the_entries_hold_hmacs_not_hashes(
         async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
             answer = await client.get("/api/stats", headers={"X-API-Key": key})
         assert answer.status_code == expected, entries
+
+
+async def test_production_answers_probes_and_metrics_only_on_the_internal_port(
+    rabbitmq_url: str, database_url: str
+) -> None:
+    internal_port = free_port()
+    settings = ingest_settings(
+        rabbitmq_url, database_url, api_keys=KEYS, internal_port=internal_port
+    )
+    settings.env = "production"  # after validation: the test servers' credentials are defaults
+    async with serve(settings) as url, httpx.AsyncClient(timeout=10) as client:
+        internal = f"http://127.0.0.1:{internal_port}"
+        for path in ("/health/live", "/health/ready", "/metrics"):
+            assert (await client.get(url + path)).status_code == 404, path
+            assert (await client.get(internal + path)).status_code == 200, path
+        assert "incidentflow_" in (await client.get(internal + "/metrics")).text
+        # The API stays where it was, and only there.
+        refused = await client.get(url + "/api/stats")
+        assert refused.status_code == 401
+        assert (await client.get(internal + "/api/stats")).status_code == 404

@@ -4,6 +4,8 @@ Starts the reminder service as real processes (two replicas by default) on their
 database, creates COUNT open incidents, publishes their incident.ticketed events (BATCH per
 message, framed as ticketing frames the events it publishes together), and stands in for the
 notifier: it consumes reminder.requested and records when each arrived against when it was due.
+With PACE, an incident's time is its place in the offered load (start + i / PACE), not when a
+publisher got to it: a publisher that falls behind counts as lateness.
 
 Usage: make bench-reminders [COUNT=1000000]   (python scripts/bench_reminders.py --count N)
 Last line: scheduled=N fired=N lost=N duplicates=N p99_lateness_ms=N
@@ -209,13 +211,20 @@ async def bench(
 
         peak_memory = broker_memory_mb()
         started = time.monotonic()
+        wall_start = datetime.now(UTC)
         semaphore = asyncio.Semaphore(publishers)
 
-        async def publish(chunk: list[uuid.UUID]) -> None:
+        def scheduled_at(index: int) -> datetime:
+            """When chunk ``index`` is due in the offered load (start + i / PACE): its
+            incidents are created then, so a publisher that falls behind shows as lateness,
+            not as a later due time."""
+            return wall_start + timedelta(seconds=index * batch / rate)
+
+        async def publish(chunk: list[uuid.UUID], at: datetime | None = None) -> None:
             async with semaphore:
-                now = datetime.now(UTC)
-                events = [bench_ticketed(i, now) for i in chunk]
-                created.update(dict.fromkeys(chunk, now))
+                when = at or datetime.now(UTC)
+                events = [bench_ticketed(i, when) for i in chunk]
+                created.update(dict.fromkeys(chunk, when))
                 await exchange.publish(bench_message(events), routing_key=events[0].routing_key())
 
         chunks = [ids[i : i + batch] for i in range(0, count, batch)]
@@ -227,7 +236,10 @@ async def bench(
             sending: list[asyncio.Task[None]] = []
             while len(sending) < len(chunks):
                 due = min(len(chunks), int((time.monotonic() - started) * rate / batch) + 1)
-                sending += [asyncio.create_task(publish(c)) for c in chunks[len(sending) : due]]
+                sending += [
+                    asyncio.create_task(publish(chunks[k], scheduled_at(k)))
+                    for k in range(len(sending), due)
+                ]
                 await asyncio.sleep(0.005)
             await asyncio.gather(*sending)
         published_s = time.monotonic() - started

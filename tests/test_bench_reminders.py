@@ -9,14 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.parametrize("rate", ["0", "600"])  # as fast as confirmed; paced (open loop)
 def test_small_benchmark_loses_nothing_and_duplicates_nothing(
-    rabbitmq_url: str, database_url: str
+    rate: str, rabbitmq_url: str, database_url: str
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "scripts/bench_reminders.py", "--count", "300", "--delay", "3"],
+        [
+            sys.executable,
+            "scripts/bench_reminders.py",
+            *("--count", "300", "--delay", "3", "--rate", rate),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -185,7 +185,12 @@ def mailbox(
     port: int = 1025,
 ) -> None:
     """Run the dev mail inbox: an SMTP server keeping each message as a .eml file."""
-    from incidentflow.mailbox import serve_forever
+    try:
+        from incidentflow.mailbox import serve_forever
+    except ImportError as exc:  # the production image has no SMTP server in it
+        raise typer.BadParameter(
+            "the dev inbox needs the dev extras: pip install -e '.[dev]'"
+        ) from exc
 
     typer.echo(f"dev inbox: smtp://{host}:{port} -> {directory}/*.eml")
     asyncio.run(serve_forever(directory, host, port))

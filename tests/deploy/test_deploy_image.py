@@ -167,7 +167,9 @@ def test_healthcheck_probes_the_service_port() -> None:
     assert len(checks) == 1
     check = str(checks[0]["value"])
     assert "CMD" in check and "NONE" not in check.split()
-    assert re.search(r"127\.0\.0\.1:8000/health/(ready|live)", check), check
+    assert "incidentflow.healthcheck" in check, check
+    source = (REPO / "incidentflow" / "healthcheck.py").read_text()
+    assert "/health/ready" in source and "SERVICE_PORT = 8000" in source
 
 
 def test_default_command_is_a_service_on_port_8000() -> None:
@@ -218,3 +220,12 @@ def test_hadolint_finds_nothing() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dev_inbox_is_not_a_runtime_dependency() -> None:
+    """The image installs the project's dependencies only: an SMTP server (aiosmtpd, the dev
+    inbox) would be an open door left in every production container."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[=<>\[ ]", requirement)[0] for requirement in project["dependencies"]]
+    assert "aiosmtpd" not in names
+    assert any(r.startswith("aiosmtpd==") for r in project["optional-dependencies"]["dev"])

@@ -3,6 +3,7 @@ characters in identifiers and text, retry counts nobody should have set."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contracts.topology import DELIVERY_LIMIT
+from incidentflow import healthcheck
 from incidentflow.cli import app as cli
 from incidentflow.messaging import RETRIES_HEADER, earlier_attempts, is_last_delivery
 from incidentflow.sandbox import free_port
@@ -180,3 +182,6 @@ async def test_production_answers_probes_and_metrics_only_on_the_internal_port(
         refused = await client.get(url + "/api/stats")
         assert refused.status_code == 401
         assert (await client.get(internal + "/api/stats")).status_code == 404
+        # The image's HEALTHCHECK finds it there (and not on a port nobody serves).
+        assert await asyncio.to_thread(healthcheck.ready, internal_port)
+        assert not await asyncio.to_thread(healthcheck.ready, free_port())

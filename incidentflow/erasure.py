@@ -23,7 +23,8 @@ ERASED = "[erased]"
 # of every table afterwards, so a column added elsewhere without an entry here fails it.
 ERASE_STATEMENTS = (
     """
-    UPDATE incidents SET message = $2, email = $2, phone = NULL, reason = NULL
+    UPDATE incidents
+    SET message = $2, email = $2, phone = NULL, reason = NULL, erased_at = now()
     WHERE id = ANY($1::uuid[])
     """,
     """
@@ -50,8 +51,11 @@ ERASE_STATEMENTS = (
 
 EXPIRED = """
 SELECT id FROM incidents
-WHERE status = 'resolved' AND resolved_at < now() - $1 * interval '1 day' AND message <> $2
-ORDER BY resolved_at LIMIT $3
+WHERE status = 'resolved' AND resolved_at < now() - $1 * interval '1 day'
+  -- Not erased since it was resolved: one erased while still open may have had repeat
+  -- reports linked to it afterwards.
+  AND (erased_at IS NULL OR erased_at < resolved_at)
+ORDER BY resolved_at LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 # Incidents erased per transaction by the retention job: short transactions, short locks.
@@ -80,7 +84,7 @@ async def erase_expired(conn: asyncpg.Connection, retention_days: int, operator:
     erased = 0
     while True:
         async with conn.transaction():
-            rows = await conn.fetch(EXPIRED, retention_days, ERASED, EXPIRED_BATCH)
+            rows = await conn.fetch(EXPIRED, retention_days, EXPIRED_BATCH)
             incident_ids = [row["id"] for row in rows]
             if not incident_ids:
                 return erased

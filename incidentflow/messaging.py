@@ -80,8 +80,14 @@ def _count(value: Any) -> int:
         return 0
     if isinstance(value, int):
         return min(max(value, 0), DELIVERY_LIMIT)
-    if isinstance(value, str | bytes) and value.strip().isdigit():
-        return min(int(value), DELIVERY_LIMIT)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if isinstance(value, str):
+        digits = value.strip()
+        # ASCII digits only ("²" is a digit to isdigit, not to int), and few of them: int()
+        # refuses strings past 4,300 digits, and a count that long is past the limit anyway.
+        if digits.isascii() and digits.isdecimal():
+            return DELIVERY_LIMIT if len(digits) > 6 else min(int(digits), DELIVERY_LIMIT)
     return 0
 
 

@@ -25,7 +25,7 @@ PHONE = re.compile(r"(?<![\w+\-.])\+?\(?\d(?:[ .()\-]{0,2}\d){6,17}(?![\w\-]|\.\
 # The scheme starts where no scheme character precedes it (not merely at a word boundary: in
 # "a.a.a…" every letter is one, and trying each made masking quadratic).
 URL_PASSWORD = re.compile(
-    r"(?P<prefix>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)", re.I
+    r"(?P<prefix>(?<![a-z0-9+.-])[a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)", re.I
 )
 DECIMAL = re.compile(r"\d+\.\d+")
 IP_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")

@@ -2,8 +2,10 @@
 
 Control characters can carry terminal escape sequences (ANSI: ESC, then ``[31m``) or forge
 lines in a log or ticket; Unicode's bidirectional controls reorder what a reader sees of the
-characters around them ("Trojan Source"). Identifiers refuse both; free text keeps its line
-breaks and tabs and has the rest neutralised.
+characters around them ("Trojan Source"). Identifiers refuse every control, format and
+separator character. Free text keeps its line breaks and tabs, has the other control
+characters shown as U+FFFD and the bidirectional controls removed; other format characters
+(zero-width spaces, joiners) stay, as they carry nothing a terminal acts on.
 """
 
 from __future__ import annotations

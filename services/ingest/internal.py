@@ -24,15 +24,22 @@ def internal_app() -> FastAPI:
     return FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
+def internal_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """The internal server's settings. Made with ``access_log`` on and switched off after:
+    with it off, uvicorn's Config empties the process-wide ``uvicorn.access`` logger, and
+    the public port's access lines would be lost with the probes'."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
+    config.access_log = False  # probes every few seconds are not worth a line each
+    return config
+
+
 @asynccontextmanager
 async def serving(app: FastAPI, host: str, port: int) -> AsyncIterator[None]:
     """``app`` served on ``host:port`` for as long as the context lasts.
 
     uvicorn's ``serve`` takes over SIGTERM and SIGINT while it runs, then hands a signal it
     caught back to the handlers it found (the public server's), so a stop reaches both."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
-    )
+    server = uvicorn.Server(internal_config(app, host, port))
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + START_TIMEOUT_SECONDS
     while not server.started:

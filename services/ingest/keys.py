@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import sys
 from typing import Annotated, Literal, get_args
 
 import typer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from incidentflow.settings import CommonSettings
 
 Scope = Literal["submit", "read", "operate"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -69,13 +71,31 @@ def _parse_scopes(scopes: str) -> frozenset[Scope]:
     return frozenset(s for s in SCOPES if s in wanted)
 
 
+class _KeySecret(BaseSettings):
+    """INGEST_API_KEY_SECRET alone, read the way ingest reads it (environment, ``_FILE``,
+    SECRETS_DIR), so the CLI prints entries ingest accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
+
+    api_key_secret: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return CommonSettings.settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+
+
 def _entry(name: str, scopes: str, key: str) -> str:
-    # The same secret ingest runs with, from the environment (or the file it names).
-    secret = os.environ.get("INGEST_API_KEY_SECRET")
-    if secret is None and (path := os.environ.get("INGEST_API_KEY_SECRET_FILE")):
-        with open(path) as handle:
-            secret = handle.read().strip()
-    digest = hash_key(key, secret)
+    configured = _KeySecret().api_key_secret
+    digest = hash_key(key, configured.get_secret_value() if configured else None)
     entry = ApiKey(name=name, scopes=_parse_scopes(scopes), digest=digest).entry()
     try:
         ApiKey.parse(entry)  # a name the entry cannot carry fails here, not at deploy time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,18 +77,30 @@ def channels_for(
 
 # At most this much of the customer's message is quoted back to them (NOTIFIER_QUOTE_MESSAGE).
 EXCERPT_CHARACTERS = 160
-_LINK = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.)\S*")
-_ADDRESS = re.compile(r"\S+@\S+")
-# A bare host name ("evil.example/login"): two or more labels, the last of letters only.
-_HOST = re.compile(r"(?i)\b(?:[a-z0-9-]+\.)+[a-z]{2,}\b\S*")
+# Characters that read as a dot in a host name, and the ways people defang one ("evil[.]com").
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": ".", "\u2024": "."})
+_DEFANGED_DOT = re.compile(r"[\[({]\s*(?:\.|dot)\s*[\])}]", re.I)
+# A word that could take a reader somewhere: a scheme, an @, a slash, or a dot between two
+# letters or digits (host names in any script, IP addresses, "e.g." too: an excerpt may lose
+# a little prose). A plain number with one decimal point ("3.50") stays.
+_LINK_LIKE = re.compile(r"://|@|/|\\|[^\W_]\.[^\W_]|^www\.|\.[^\W\d_]{2,}$", re.I)
+_AMOUNT = re.compile(r"[^\w]*\d+(?:[.,]\d+)?[^\w]*")
 
 
 def excerpt(message: str) -> str:
-    """The start of ``message``, on one line, with every link, host name and email address
-    replaced: what the company's own mail may repeat of what anyone typed."""
-    text = _LINK.sub("[link removed]", one_line(message))
-    text = _ADDRESS.sub("[address removed]", text)
-    text = _HOST.sub("[link removed]", text)
+    """The start of ``message``, on one line, with every word that could be a link, a host
+    name or an email address replaced: what the company's own mail may repeat of what anyone
+    typed. Compared after NFKC (fullwidth letters and dots, look-alike forms) with format
+    characters (zero-width spaces, bidirectional controls) removed, so hiding a dot does not
+    hide a host."""
+    text = unicodedata.normalize("NFKC", one_line(message))
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf").translate(_DOTS)
+    text = _DEFANGED_DOT.sub(".", text)
+    words = [
+        "[link removed]" if _LINK_LIKE.search(word) and not _AMOUNT.fullmatch(word) else word
+        for word in text.split(" ")
+    ]
+    text = " ".join(words)
     if len(text) <= EXCERPT_CHARACTERS:
         return text
     return text[: EXCERPT_CHARACTERS - 1].rstrip() + "…"

@@ -49,10 +49,26 @@ Send = Callable[[Handover | None], Awaitable[Delivery]]
 UNCONFIRMED = "unconfirmed: handed to the server, the notifier stopped before its reply"
 
 
+# Providers that ignore dots in the local part: a.b.c@gmail.com is abc@gmail.com.
+DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
 def recipient_key(address_or_number: str) -> str:
     """What counts notifications to one recipient, whoever the customer: a SHA-256 of the
-    address (lower-cased: the same mailbox however written) or the E.164 number."""
-    return hashlib.sha256(address_or_number.strip().lower().encode()).hexdigest()
+    mailbox (see ``mailbox``) or of the E.164 number."""
+    value = address_or_number.strip()
+    return hashlib.sha256(mailbox(value).encode() if "@" in value else value.encode()).hexdigest()
+
+
+def mailbox(address: str) -> str:
+    """The mailbox ``address`` delivers to, as far as a sender can tell: lower-cased, without
+    a ``+tag`` (subaddressing: victim+1@ and victim+2@ reach one inbox), and without dots
+    where the provider ignores them."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in DOTLESS_DOMAINS:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
 
 
 class NotificationBusy(Exception):

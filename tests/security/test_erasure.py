@@ -88,6 +88,21 @@ async def test_erase_leaves_no_address_or_message_in_any_column(
         assert erased.returncode == 0, erased.stderr
         assert erased.stdout.strip().endswith("erased the personal data of 2 incidents")
         assert await columns_holding(conn, [address, phrase, phone.lstrip("+")]) == []
+        # Each table the erasure reaches, checked directly too: the search above only finds
+        # what was there, and the default acknowledgement quotes nothing.
+        notifications = await conn.fetch(
+            "SELECT message, recipient, recipient_key FROM notifications"
+            " WHERE incident_id = ANY($1::uuid[])",
+            ids,
+        )
+        assert notifications and all(
+            (n["message"], n["recipient"], n["recipient_key"]) == ("[erased]", "[erased]", None)
+            for n in notifications
+        )
+        erased_at = await conn.fetch(
+            "SELECT erased_at FROM incidents WHERE id = ANY($1::uuid[])", ids
+        )
+        assert all(row["erased_at"] is not None for row in erased_at)
         recorded = await conn.fetchrow(
             "SELECT customer_sha256, incidents FROM erasures ORDER BY id DESC LIMIT 1"
         )

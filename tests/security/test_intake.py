@@ -116,7 +116,17 @@ def test_text_reaching_a_ticket_system_carries_no_escapes_or_bidi_controls() -> 
 
 @pytest.mark.parametrize(
     ("value", "counted"),
-    [(-1000, 0), ("-5", 0), ("abc", 0), (b"3", 3), (3.7, 0), (True, 0), (10**12, DELIVERY_LIMIT)],
+    [
+        (-1000, 0),
+        ("-5", 0),
+        ("abc", 0),
+        (b"3", 3),
+        (3.7, 0),
+        (True, 0),
+        (10**12, DELIVERY_LIMIT),
+        ("\u00b2", 0),  # a digit to str.isdigit, not to int()
+        ("9" * 5000, DELIVERY_LIMIT),  # past what int() parses
+    ],
 )
 def test_a_retry_count_header_is_validated_and_clamped(value: object, counted: int) -> None:
     assert earlier_attempts({RETRIES_HEADER: value}) == counted

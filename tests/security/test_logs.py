@@ -31,6 +31,20 @@ def test_internationalised_addresses_are_masked(address: str, masked: str) -> No
     assert mask_text(f"customer {address} wrote") == f"customer {masked} wrote"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://svc:s3cret@rabbit:5672/",
+        "-postgres://u:s3cret@db/x",
+        "..amqp://guest:s3cret@rabbit",
+        "1.redis://:s3cret@cache",
+    ],
+)
+def test_url_passwords_are_masked_wherever_the_url_starts(url: str) -> None:
+    masked = mask_text(f"connecting to {url} failed")
+    assert "s3cret" not in masked and ":***@" in masked
+
+
 def _seconds(text: str) -> float:
     best = float("inf")
     for _ in range(3):
@@ -61,7 +75,10 @@ def test_the_server_access_log_goes_through_the_masking(json_log: Any) -> None:
     # uvicorn sets up its own loggers and handlers when configured, as it is at start, before
     # the service's lifespan configures ours (json_log does as the lifespan does).
     names = ("uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {name: logging.getLogger(name).handlers[:] for name in names}
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
+        for name in names
+    }
     try:
         uvicorn.Config("services.ingest.app:app", log_level="info").configure_logging()
         configure_logging("ingest")
@@ -77,10 +94,31 @@ def test_the_server_access_log_goes_through_the_masking(json_log: Any) -> None:
             200,
         )
     finally:
-        for name, handlers in saved.items():
+        for name, (handlers, propagate) in saved.items():
             logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).propagate = propagate
     [line] = [json.loads(text) for text in buffer.getvalue().splitlines()]
     assert line["logger"] == "uvicorn.access"
     # "/api/incidents?email=ana" is a valid local part (RFC 5322 atext): masked whole.
     assert "***@example.com" in line["message"] and "ana@example.com" not in line["message"]
     assert "+14155550123" not in line["message"]
+
+
+def test_the_internal_port_leaves_the_public_access_log_alone() -> None:
+    """Setting up ingest's internal server (services/ingest/internal.py) does not empty the
+    process-wide access logger the public server writes through."""
+    from fastapi import FastAPI
+
+    from services.ingest.internal import internal_config
+
+    access = logging.getLogger("uvicorn.access")
+    saved = access.handlers[:], access.propagate
+    sentinel = logging.NullHandler()
+    try:
+        access.handlers[:] = [sentinel]
+        access.propagate = True
+        config = internal_config(FastAPI(), "127.0.0.1", 9)
+        assert config.access_log is False
+        assert access.handlers == [sentinel] and access.propagate is True
+    finally:
+        access.handlers[:], access.propagate = saved

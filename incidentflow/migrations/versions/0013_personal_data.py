@@ -58,6 +58,12 @@ STATEMENTS = [
     CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
         FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()
     """,
+    # Published events no longer stay in the outbox (the relay deletes them): nor do the ones
+    # published before.
+    "DELETE FROM outbox WHERE published_at IS NOT NULL",
+    # When an incident's personal data was erased: the retention job skips it, and a later
+    # repeat report linked to it is still erased with it.
+    "ALTER TABLE incidents ADD COLUMN erased_at timestamptz",
     """
     CREATE TABLE erasures (
         id              bigserial PRIMARY KEY,
@@ -78,6 +84,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TABLE erasures")
+    op.execute("ALTER TABLE incidents DROP COLUMN erased_at")
     op.execute("DROP TRIGGER audit_events_no_truncate ON audit_events")
     op.execute("DROP TRIGGER audit_events_scrub ON audit_events")
     op.execute("DROP FUNCTION audit_events_scrub()")

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, get_args
 
 import typer
 from pydantic import BaseModel, ConfigDict, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from incidentflow.settings import CommonSettings
 
@@ -71,26 +71,13 @@ def _parse_scopes(scopes: str) -> frozenset[Scope]:
     return frozenset(s for s in SCOPES if s in wanted)
 
 
-class _KeySecret(BaseSettings):
-    """INGEST_API_KEY_SECRET alone, read the way ingest reads it (environment, ``_FILE``,
+class _KeySecret(CommonSettings):
+    """INGEST_API_KEY_SECRET, read the way ingest reads it (environment, ``_FILE``,
     SECRETS_DIR), so the CLI prints entries ingest accepts."""
 
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
 
     api_key_secret: SecretStr | None = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return CommonSettings.settings_customise_sources(
-            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        )
 
 
 def _entry(name: str, scopes: str, key: str) -> str:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.events import Envelope, Event, IncidentTicketed
+from contracts.topology import Route
 from incidentflow.messaging import make_broker, publish_batch, publish_event
 from incidentflow.sandbox import own_database, own_vhost
 from incidentflow.stack import REPO_ROOT, SERVICES, Stack
@@ -262,3 +264,36 @@ async def audited_event(
         if field in model.model_fields:
             data[field] = row[field]
     return model.model_validate(data)
+
+
+def processed_messages(stack: Stack, route: Route) -> float:
+    """Messages the stack's service has finished handling from ``route``'s queue, whatever
+    became of them: FastStream's processed counter on its /metrics, by queue."""
+    text = httpx.get(stack.url(route.service) + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "faststream_received_processed_messages"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("handler") == route.queue_name
+    )
+
+
+def consumed_after(
+    stack: Stack, published: dict[Route, int], timeout: float = 30
+) -> Callable[[], None]:
+    """Call before publishing ``published`` (messages per route); the function it returns
+    waits until every one of them was handled: a test that checks that nothing happened twice
+    looks only once the duplicates were consumed, never after a fixed sleep."""
+    before = {route: processed_messages(stack, route) for route in published}
+
+    def wait() -> None:
+        wait_until(
+            lambda: all(
+                processed_messages(stack, route) >= before[route] + count
+                for route, count in published.items()
+            ),
+            timeout,
+        )
+
+    return wait

@@ -14,9 +14,10 @@ from typing import Any
 import asyncpg
 
 from contracts.events import Event, ReminderDue
+from contracts.topology import WORK_ROUTES
 from incidentflow.messaging import make_broker, publish_delayed
 from incidentflow.stack import Stack
-from tests.e2e.conftest import audited_event, publish, read_inbox, submit, wait_until
+from tests.e2e.conftest import audited_event, consumed_after, publish, read_inbox, submit
 
 
 def event_classes(cls: type[Event] = Event) -> dict[str, type[Event]]:
@@ -104,11 +105,24 @@ async def test_every_event_of_a_finished_run_again_sends_nothing_and_opens_no_ti
 
         # A reminder.due travels through the delay exchanges; with no delay it arrives at once.
         due = [e for e in events if isinstance(e, ReminderDue)]
-        await publish(rabbitmq_url, *(e for e in events * 2 if not isinstance(e, ReminderDue)))
+        again = [e for e in events * 2 if not isinstance(e, ReminderDue)]
+        # Every work queue the events reach, and how many of them it gets: look again only
+        # once each was handled.
+        consumed = consumed_after(
+            stack,
+            {
+                route: sum(
+                    e.name == route.event.name and isinstance(e, ReminderDue) == route.delayed
+                    for e in [*again, *due, *due]
+                )
+                for route in WORK_ROUTES
+                if any(e.name == route.event.name for e in [*again, *due])
+            },
+            timeout=60,
+        )
+        await publish(rabbitmq_url, *again)
         await publish_now_delayed(rabbitmq_url, *due, *due)
-        # Give every service time to handle all of them, then look again.
-        time.sleep(5)
-        wait_until(lambda: mails_about(stack, str(incident_id)) >= mails_before, 10)
+        consumed()
         after = await snapshot(conn, incident_id)
     finally:
         await conn.close()

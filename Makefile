@@ -25,8 +25,10 @@ services:
 migrate: install services
 	$(WITH_SERVICES) $(BIN)/incidentflow migrate
 
+# Each service logs in as its own Postgres role and RabbitMQ user (docs/security.md).
 up: migrate
-	$(WITH_SERVICES) $(BIN)/incidentflow up
+	$(WITH_SERVICES) $(BIN)/incidentflow provision-roles --credentials var/credentials
+	$(WITH_SERVICES) $(BIN)/incidentflow up --credentials var/credentials
 	@echo "Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
 	@echo "Dev inbox: var/mail/*.eml    Logs: make logs    Stop: make down"
 	@echo "Try it:"

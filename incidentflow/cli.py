@@ -69,6 +69,46 @@ def topology() -> None:
         typer.echo(f"  {route.retry_binding_key:<44} -> {route.queue_name}")
 
 
+@app.command("provision-roles")
+def provision_roles(
+    credentials: Annotated[
+        Path, typer.Option(help="one folder per service: database_url and rabbitmq_url files")
+    ] = Path("var/credentials"),
+    prefix: Annotated[str, typer.Option(help="role and user names: <prefix>_<service>")] = (
+        "incidentflow"
+    ),
+) -> None:
+    """Create or update each service's Postgres role and RabbitMQ user with only its grants.
+
+    Run as the schema owner and the broker's administrator (DATABASE_URL, RABBITMQ_URL,
+    RABBITMQ_MANAGEMENT_URL), after ``migrate``. Start each service with
+    ``SECRETS_DIR=<credentials>/<service>``."""
+    from incidentflow.provisioning import (
+        DeadLetterLimits,
+        ProvisionSettings,
+        management_url,
+        provision_broker,
+        provision_database,
+    )
+
+    settings = ProvisionSettings()
+    roles = asyncio.run(provision_database(settings.database_url, credentials, prefix))
+    users = provision_broker(
+        settings.rabbitmq_url,
+        management_url(settings.rabbitmq_url, settings.rabbitmq_management_url),
+        credentials,
+        prefix,
+        DeadLetterLimits(settings.dead_letter_ttl_days, settings.dead_letter_max_length),
+    )
+    for service in roles:
+        typer.echo(f"{service:<11} credentials in {credentials / service}")
+    typer.echo(
+        f"dead letters kept {settings.dead_letter_ttl_days} days at most, "
+        f"{settings.dead_letter_max_length} per queue"
+    )
+    typer.echo(f"roles={len(roles)} users={len(users)}")
+
+
 @app.command()
 def provision() -> None:
     """Provision offline data: the VADER lexicon, the local classifier, the sentiment reader."""
@@ -202,11 +242,17 @@ def up(
     mail: Annotated[
         bool, typer.Option(help="start the dev inbox (when no SMTP_HOST is set)")
     ] = True,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(help="each service logs in with <dir>/<service>/ (provision-roles)"),
+    ] = None,
 ) -> None:
     """Start the six services (and the dev inbox) in the background."""
     from incidentflow.stack import Stack
 
     stack = Stack(base_port=base_port)
+    if credentials is not None:
+        stack.use_credentials(credentials)
     stack.start(with_mailbox=mail)
     stack.wait_ready()
     typer.echo(f"incidentflow is up: ingest at {stack.url('ingest')} (OpenAPI at /docs)")

@@ -21,6 +21,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from incidentflow.db import migrate
+from incidentflow.provisioning import (
+    drop_broker_users,
+    drop_database_roles,
+    management_url,
+    provision_broker,
+    provision_database,
+)
 from incidentflow.stack import REPO_ROOT, Stack
 
 
@@ -61,6 +68,25 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextmanager
+def service_logins(rabbitmq_url: str, database_url: str, directory: Path) -> Iterator[Path]:
+    """Each service's own Postgres role and RabbitMQ user on this database and vhost, as
+    ``incidentflow provision-roles`` makes them (credentials under ``directory``); dropped
+    afterwards. Their names carry a prefix of their own: roles and users are per server, and
+    other sandboxes use theirs meanwhile."""
+    prefix = f"ift{uuid.uuid4().hex[:8]}"
+    api = management_url(rabbitmq_url)
+    try:
+        asyncio.run(provision_database(database_url, directory, prefix))
+        provision_broker(rabbitmq_url, api, directory, prefix)
+        yield directory
+    finally:
+        try:
+            drop_broker_users(api, prefix)
+        finally:
+            asyncio.run(drop_database_roles(database_url, prefix))
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -126,7 +152,8 @@ def isolated_stack(
     mail_in_memory: bool = False,
 ) -> Iterator[tuple[Stack, str]]:
     """The whole system, not started yet, on a vhost, a database, ports and a var directory of
-    its own (benchmarks and the chaos run); yields the stack and its database URL.
+    its own (benchmarks and the chaos run), each service with its own login as deployed;
+    yields the stack and its database URL (the owner's).
 
     The var directory is made under the repository's var/, where `make up` keeps its files,
     not under /tmp: on this project's VMs creating a file below /tmp costs ~0.7 ms of CPU
@@ -148,17 +175,17 @@ def isolated_stack(
             prefix=f"incidentflow-{label}-mail-",
             dir=memory if mail_in_memory and memory.is_dir() else var,
         ) as mail,
+        service_logins(vhost_url, own_url, Path(var) / "credentials") as credentials,
     ):
-        yield (
-            Stack(
-                var_dir=Path(var),
-                base_port=free_port_block(6),
-                mail_port=free_port(),
-                env={"RABBITMQ_URL": vhost_url, "DATABASE_URL": own_url, **env},
-                mail_root=Path(mail),
-            ),
-            own_url,
+        stack = Stack(
+            var_dir=Path(var),
+            base_port=free_port_block(6),
+            mail_port=free_port(),
+            env={"RABBITMQ_URL": vhost_url, "DATABASE_URL": own_url, **env},
+            mail_root=Path(mail),
         )
+        stack.use_credentials(credentials)
+        yield stack, own_url
 
 
 SAMPLE_MESSAGES = (

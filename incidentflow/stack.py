@@ -36,6 +36,20 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # Where the dev inbox keeps mails; var_dir/mail unless set.
     mail_root: Path | None = None
+    # One service's own settings over ``env``: its database and broker logins.
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def use_credentials(self, directory: Path) -> None:
+        """Each service logs in as its own user: ``directory/<service>/database_url`` and
+        ``rabbitmq_url``, written by ``incidentflow provision-roles``. A service without
+        schema rights cannot migrate, so none tries."""
+        for name in SERVICES:
+            own = directory / name
+            self.service_env[name] = {
+                "DATABASE_URL": (own / "database_url").read_text().strip(),
+                "RABBITMQ_URL": (own / "rabbitmq_url").read_text().strip(),
+                "MIGRATE_ON_START": "false",
+            }
 
     @property
     def run_dir(self) -> Path:
@@ -104,7 +118,7 @@ class Stack:
             process = subprocess.Popen(
                 command,
                 cwd=REPO_ROOT,
-                env=env,
+                env={**env, **self.service_env.get(name, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

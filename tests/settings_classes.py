@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from incidentflow.provisioning import ProvisionSettings
 from incidentflow.settings import CommonSettings
 from services.classifier.settings import ClassifierSettings
 from services.ingest.settings import IngestSettings
@@ -18,3 +19,6 @@ SERVICE_SETTINGS: list[type[CommonSettings]] = [
     NotifierSettings,
     ReminderSettings,
 ]
+
+# What the operators' commands read besides the services' settings (provision-roles).
+OPERATOR_SETTINGS: list[type[CommonSettings]] = [ProvisionSettings]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
-from incidentflow.settings import env_names
-from tests.settings_classes import SERVICE_SETTINGS
+from incidentflow.settings import CommonSettings, env_names
+from tests.settings_classes import OPERATOR_SETTINGS, SERVICE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 README = (ROOT / "README.md").read_text()
-SETTINGS = SERVICE_SETTINGS
+SETTINGS = [*SERVICE_SETTINGS, *OPERATOR_SETTINGS]
 
 
 def documented(text: str) -> set[str]:
@@ -26,10 +26,17 @@ def documented(text: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("settings", SERVICE_SETTINGS, ids=lambda s: s.__name__)
 def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
     missing = sorted(set(env_names(settings)) - documented(CONFIGURATION))
     assert missing == []
+
+
+@pytest.mark.parametrize("settings", OPERATOR_SETTINGS, ids=lambda s: s.__name__)
+def test_every_operator_setting_is_documented(settings: type[BaseSettings]) -> None:
+    """What an operator command reads beyond the settings every service shares."""
+    own = set(env_names(settings)) - set(env_names(CommonSettings))
+    assert own and sorted(own - documented(CONFIGURATION)) == []
 
 
 def test_every_documented_variable_is_a_setting() -> None:

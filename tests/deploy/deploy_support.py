@@ -191,10 +191,10 @@ def dockerfile() -> tuple[dict[str, Any], ...]:
 def settings_env_names() -> frozenset[str]:
     """Every environment variable name some incidentflow settings class reads."""
     from incidentflow.settings import CommonSettings, env_names
-    from tests.settings_classes import SERVICE_SETTINGS
+    from tests.settings_classes import OPERATOR_SETTINGS, SERVICE_SETTINGS
 
     names: set[str] = set()
-    classes: list[type[CommonSettings]] = [CommonSettings, *SERVICE_SETTINGS]
+    classes: list[type[CommonSettings]] = [CommonSettings, *SERVICE_SETTINGS, *OPERATOR_SETTINGS]
     for cls in classes:
         names.update(env_names(cls, every_alias=True))
     return frozenset(names)

@@ -19,7 +19,8 @@ from deploy_support import (
     settings_env_names,
 )
 
-INFRASTRUCTURE = {"rabbitmq", "postgres", "mailpit", "migrate"}
+INFRASTRUCTURE = {"rabbitmq", "postgres", "mailpit", "migrate", "provision-roles"}
+ONE_SHOT = {"migrate", "provision-roles"}
 
 
 def compose_schema() -> dict[str, Any]:
@@ -127,6 +128,7 @@ def test_migration_runs_once_before_the_services() -> None:
         service = services[name]
         depends = service["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["provision-roles"]["condition"] == "service_completed_successfully", name
         assert depends["rabbitmq"]["condition"] == "service_healthy", name
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert service["environment"]["MIGRATE_ON_START"] == "false", name
@@ -140,13 +142,13 @@ def test_services_restart_and_run_hardened() -> None:
         assert service.get("read_only") is True, name
         assert "/tmp" in service.get("tmpfs", []), name
         assert "ALL" in service.get("cap_drop", []), name
-    for name in INFRASTRUCTURE - {"migrate"}:
+    for name in INFRASTRUCTURE - ONE_SHOT:
         assert spec["services"][name]["restart"] in {"always", "unless-stopped"}, name
 
 
 def test_services_are_built_from_the_one_image() -> None:
     spec = compose()
-    images = {spec["services"][name]["image"] for name in SERVICES | {"migrate": ""}}
+    images = {spec["services"][name]["image"] for name in [*SERVICES, *ONE_SHOT]}
     assert len(images) == 1
     for name in incidentflow_services(spec):
         build = spec["services"][name]["build"]
@@ -158,3 +160,35 @@ def test_only_ingest_is_published_among_the_services() -> None:
     published = {name for name in SERVICES if spec["services"][name].get("ports")}
     assert published == {"ingest"}
     assert any(str(port).endswith(":8000") for port in spec["services"]["ingest"]["ports"])
+
+
+def test_each_service_logs_in_with_its_own_credentials_only() -> None:
+    """The administrators' URLs reach the one-shot jobs alone; each service mounts its own
+    folder of the credentials provision-roles wrote, and no other."""
+    spec = compose()
+    provision = spec["services"]["provision-roles"]
+    assert provision["command"] == [
+        "incidentflow",
+        "provision-roles",
+        "--credentials",
+        "/credentials",
+    ]
+    assert provision["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "credentials:/credentials" in provision["volumes"]
+    for name in SERVICES:
+        service = spec["services"][name]
+        environment = service["environment"]
+        assert "DATABASE_URL" not in environment and "RABBITMQ_URL" not in environment, name
+        assert environment["SECRETS_DIR"] == "/run/credentials", name
+        mounts = [
+            v for v in service["volumes"] if isinstance(v, dict) and v["source"] == "credentials"
+        ]
+        assert mounts == [
+            {
+                "type": "volume",
+                "source": "credentials",
+                "target": "/run/credentials",
+                "read_only": True,
+                "volume": {"subpath": name},
+            }
+        ], name

@@ -238,8 +238,13 @@ def test_services_do_not_migrate_on_start(overlay: str) -> None:
 def test_references_resolve(overlay: str) -> None:
     docs = render(overlay)
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    # prod takes the app Secret from outside the repository (see the overlay).
-    external = {("Secret", "incidentflow-secrets")} if overlay == "prod" else set()
+    # prod takes the app Secrets from outside the repository (see the overlay).
+    external = (
+        {("Secret", "incidentflow-secrets")}
+        | {("Secret", f"incidentflow-{name}") for name in SERVICES}
+        if overlay == "prod"
+        else set()
+    )
     for workload in workloads(docs):
         spec = pod_spec(workload)
         wanted = {("ServiceAccount", spec.get("serviceAccountName", "default"))} - {
@@ -312,11 +317,14 @@ def test_the_management_ui_is_not_exposed(overlay: str) -> None:
         for port in service["spec"]["ports"]:
             assert 15672 not in (port["port"], port.get("targetPort")), service["metadata"]
             assert port.get("targetPort") != "management", service["metadata"]
+    # The management API admits the migrate Job alone (provision-roles creates users there).
     for policy in by_kind(docs, "NetworkPolicy").values():
         for rule in policy["spec"].get("ingress", []):
             assert rule.get("ports"), f"{policy['metadata']['name']}: a rule for every port"
-            for port in rule["ports"]:
-                assert port["port"] not in (15672, "management"), policy["metadata"]["name"]
+            if {port["port"] for port in rule["ports"]} & {15672, "management"}:
+                assert rule["from"] == [
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "migration"}}}
+                ], policy["metadata"]["name"]
 
 
 # --- overlays ------------------------------------------------------------------------------
@@ -383,7 +391,7 @@ def test_prod_uses_external_broker_and_database_through_secrets() -> None:
     for name in SERVICES:
         env = {e["name"]: e for e in app_container(by_kind(docs, "Deployment")[name])["env"]}
         for variable in ("RABBITMQ_URL", "DATABASE_URL"):
-            assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == "incidentflow-secrets"
+            assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == f"incidentflow-{name}"
     config = next(c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("incidentflow"))
     assert config["data"]["ENV"] == "production"
 
@@ -403,3 +411,34 @@ def test_prod_pins_a_released_image() -> None:
         image = app_container(workload)["image"]
         tag = image.rsplit(":", 1)[-1]
         assert tag not in {"latest", "local"} and "/" in image, image
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_logs_in_with_its_own_secret_and_the_job_provisions_them(
+    overlay: str,
+) -> None:
+    """Only the migrate Job holds the administrators' logins; it runs provision-roles with
+    every service's login mounted, after the migrations."""
+    docs = render(overlay)
+    for name in SERVICES:
+        env = {e["name"]: e for e in app_container(by_kind(docs, "Deployment")[name])["env"]}
+        for variable in ("RABBITMQ_URL", "DATABASE_URL"):
+            assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == f"incidentflow-{name}"
+    job = pod_spec(by_kind(docs, "Job")["migrate"])
+    assert [c["command"] for c in job["initContainers"]] == [["incidentflow", "migrate"]]
+    (provision,) = job["containers"]
+    assert provision["command"] == [
+        "incidentflow",
+        "provision-roles",
+        "--credentials",
+        "/credentials",
+    ]
+    (volume,) = [v for v in job["volumes"] if v["name"] == "credentials"]
+    paths = {
+        item["path"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+    assert paths == {
+        f"{name}/{key}" for name in SERVICES for key in ("database_url", "rabbitmq_url")
+    }

@@ -152,9 +152,10 @@ def entry_point_problem(where: str, argv: list[str]) -> str | None:
 
 def test_commands_are_found_everywhere() -> None:
     assert len(dockerfile_commands()) >= 2  # the CMD and `incidentflow provision`
-    assert len(compose_commands()) == len(SERVICES) + 1
+    # the services, migrate and provision-roles
+    assert len(compose_commands()) == len(SERVICES) + 2
     for overlay in OVERLAYS:
-        assert len(k8s_commands(overlay)) == len(SERVICES) + 1
+        assert len(k8s_commands(overlay)) == len(SERVICES) + 2
 
 
 @pytest.mark.parametrize("source", ["Dockerfile", "compose", *OVERLAYS])
@@ -190,11 +191,11 @@ def test_migrations_run_through_the_cli_everywhere() -> None:
     assert compose()["services"]["migrate"]["command"] == ["incidentflow", "migrate"]
     for overlay in OVERLAYS:
         job = by_kind(render(overlay), "Job")["migrate"]
-        assert pod_spec(job)["containers"][0]["command"] == ["incidentflow", "migrate"]
+        assert pod_spec(job)["initContainers"][0]["command"] == ["incidentflow", "migrate"]
 
 
 def test_cli_help_lists_the_commands_the_deployment_uses() -> None:
-    assert {"migrate", "provision", "topology"} <= cli_commands()
+    assert {"migrate", "provision", "provision-roles", "topology"} <= cli_commands()
 
 
 # --- setting names -------------------------------------------------------------------------

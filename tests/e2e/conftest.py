@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.events import Envelope, Event, IncidentTicketed
 from contracts.topology import Route
 from incidentflow.messaging import make_broker, publish_batch, publish_event
-from incidentflow.sandbox import own_database, own_vhost
+from incidentflow.sandbox import own_database, own_vhost, service_logins
 from incidentflow.stack import REPO_ROOT, SERVICES, Stack
 from tests.conftest import RABBITMQ_URL, free_port, free_port_block
 from tests.e2e.otlp import OtlpCollector
@@ -44,8 +44,11 @@ def otlp_collector() -> Iterator[OtlpCollector]:
 
 
 @contextmanager
-def running_stack(var_dir: Path, env: dict[str, str]) -> Iterator[Stack]:
-    """The six services and the dev inbox on free loopback ports, ready; stopped afterwards."""
+def running_stack(
+    var_dir: Path, env: dict[str, str], credentials: Path | None = None
+) -> Iterator[Stack]:
+    """The six services and the dev inbox on free loopback ports, ready; stopped afterwards.
+    With ``credentials`` (sandbox.service_logins) each service logs in as its own user."""
     stack = Stack(
         var_dir=var_dir,
         base_port=free_port_block(6),
@@ -58,6 +61,8 @@ def running_stack(var_dir: Path, env: dict[str, str]) -> Iterator[Stack]:
             **env,
         },
     )
+    if credentials is not None:
+        stack.use_credentials(credentials)
     stack.start()
     try:
         stack.wait_ready()
@@ -89,7 +94,12 @@ def stack(
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
-    with running_stack(var_dir, env) as stack:
+    # As deployed: every service with only its own grants (contracts/grants.py), so a
+    # statement or a publish a grant does not cover fails these tests.
+    with (
+        service_logins(rabbitmq_url, database_url, var_dir / "credentials") as credentials,
+        running_stack(var_dir, env, credentials) as stack,
+    ):
         yield stack
 
 

@@ -1,15 +1,19 @@
 """The hostile-input suite's whole system: one stack for the suite, as `make up` starts it
-(default limits), on a vhost and a database of its own."""
+(default limits, each service with its own login), on a vhost and a database of its own."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from incidentflow.sandbox import own_database, own_vhost
+from incidentflow.messaging import declare_all
+from incidentflow.sandbox import own_database, own_vhost, service_logins
 from incidentflow.stack import Stack
+from tests.conftest import DATABASE_URL
 from tests.e2e.conftest import running_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +41,33 @@ def security_stack(
             "CLASSIFIER_MODEL_DIR": str(PROVISIONED_MODELS),
             "SENTIMENT_MODEL_DIR": str(PROVISIONED_MODELS),
         }
+    var_dir = tmp_path_factory.mktemp("security-stack")
     with own_vhost(rabbitmq_url, "security") as vhost_url:
         env["RABBITMQ_URL"] = vhost_url
-        with running_stack(tmp_path_factory.mktemp("security-stack"), env) as stack:
+        with (
+            service_logins(vhost_url, security_database_url, var_dir / "credentials") as logins,
+            running_stack(var_dir, env, logins) as stack,
+        ):
             yield stack
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The administrator's URLs of a vhost and a database, and the services' logins there."""
+
+    rabbitmq_url: str
+    database_url: str
+    logins: Path
+
+
+@pytest.fixture(scope="module")
+def servers(rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """Six logins on a vhost and a database of their own, the topology declared by the
+    administrator (as `incidentflow topology` would)."""
+    with (
+        own_vhost(rabbitmq_url, "grants") as vhost_url,
+        own_database(DATABASE_URL, "grants") as database_url,
+        service_logins(vhost_url, database_url, tmp_path_factory.mktemp("logins")) as logins,
+    ):
+        asyncio.run(declare_all(vhost_url))
+        yield Servers(vhost_url, database_url, logins)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from contracts.grants import SERVICE_GRANTS, grants_of
 from incidentflow.settings import CommonSettings, env_names
 from tests.settings_classes import OPERATOR_SETTINGS, SERVICE_SETTINGS
 
@@ -48,3 +49,22 @@ def test_readme_names_only_real_settings() -> None:
     real = set().union(*(env_names(s, every_alias=True) for s in SETTINGS))
     assert sorted(documented(README) - real) == []
     assert "docs/configuration.md" in README
+
+
+SECURITY = (ROOT / "docs" / "security.md").read_text()
+
+
+@pytest.mark.parametrize("service", [g.service for g in SERVICE_GRANTS])
+def test_security_page_shows_each_services_grants_as_deployed(service: str) -> None:
+    """The page's table of roles against contracts/grants.py, which provision-roles applies."""
+    grants = grants_of(service)
+    (row,) = [line for line in SECURITY.splitlines() if line.startswith(f"| {service} |")]
+    for table, privileges in grants.tables.items():
+        if table not in ("audit_events", "alembic_version"):
+            assert f"`{table}` {privileges}" in row
+    for table, columns in grants.updates.items():
+        assert f"`{table}` ({', '.join(columns)})" in row
+    for event in (*grants.publishes, *grants.delays):
+        assert f"`{event.routing_key()}`" in row
+    named = set(re.findall(r"`([a-z_]+)`", row.split("|")[2]))
+    assert named == set(grants.tables) - {"audit_events", "alembic_version"}

@@ -33,7 +33,7 @@ def effective_policy(admin: BrokerAdmin, queue: str, expected: dict[str, int]) -
     while True:
         effective = admin.queue(queue).get("effective_policy_definition") or {}
         if effective == expected or time.monotonic() > deadline:
-            return effective  # type: ignore[no-any-return]
+            return effective
         time.sleep(0.5)
 
 

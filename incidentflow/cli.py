@@ -386,14 +386,18 @@ def erase(
     ] = None,
 ) -> None:
     """Erase a customer's (or expired incidents') email, phone and messages everywhere the
-    database keeps them."""
+    database keeps them, and a customer's in the dead-letter queues (expired ones have
+    expired there: DEAD_LETTER_TTL_DAYS)."""
     from incidentflow.erasure import erase_customer, erase_expired
 
     if (customer is None) == (not expired):
         raise typer.BadParameter("give --customer ID or --expired, one of them")
     who = operator or _os_user()
     if customer is not None:
-        erased = asyncio.run(_with_conn(lambda conn: erase_customer(conn, customer, who)))
+        incident_ids = asyncio.run(_with_conn(lambda conn: erase_customer(conn, customer, who)))
+        masked = asyncio.run(_erase_dead_letters(customer, [str(i) for i in incident_ids]))
+        typer.echo(f"masked {masked} dead letters")
+        erased = len(incident_ids)
     else:
         days = _settings().retention_days
         # A transaction per batch: a large backlog does not hold its locks to the end.
@@ -401,6 +405,16 @@ def erase(
             _with_conn(lambda conn: erase_expired(conn, days, who), one_transaction=False)
         )
     typer.echo(f"erased the personal data of {erased} incidents")
+
+
+async def _erase_dead_letters(customer: str, incident_ids: list[str]) -> int:
+    import aio_pika
+
+    from incidentflow import dlq
+
+    connection = await aio_pika.connect(_settings().rabbitmq_url)
+    async with connection:
+        return await dlq.erase(connection, customer, incident_ids)
 
 
 def _os_user() -> str:

@@ -19,6 +19,8 @@ from aio_pika.abc import (
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from contracts.topology import WORK_ROUTES, Route
+from incidentflow.batched_events import Part, decode_batch, encode_parts, is_batch
+from incidentflow.erasure import ERASED
 from incidentflow.messaging import ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, RETRIES_HEADER
 
 # Set by the broker on dead-lettering or redelivery, or by our retries: a replayed message
@@ -281,3 +283,100 @@ async def purge(
         return purged
     finally:
         await channel.close()
+
+
+# What an event may carry of the customer, and what erasure leaves in its place (the field
+# stays, so the event still has its shape).
+_PERSONAL_FIELDS = {"message": ERASED, "email": ERASED, "reason": ERASED, "phone": None}
+
+
+def _masked_event(body: bytes, customer_id: str, incident_ids: frozenset[str]) -> bytes | None:
+    """The event's JSON with the customer's data overwritten, or None when it is not theirs
+    (or not an event at all: left as it is)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    theirs = (
+        event.get("customer_id") == customer_id or str(event.get("incident_id")) in incident_ids
+    )
+    if not theirs:
+        return None
+    for field, replacement in _PERSONAL_FIELDS.items():
+        if field in event:
+            event[field] = replacement
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _masked_body(
+    message: AbstractIncomingMessage, customer_id: str, incident_ids: frozenset[str]
+) -> bytes | None:
+    """The message's body with the customer's events masked (one event, or a batch whose
+    other events stay as they were); None when none of its events is theirs."""
+    if not is_batch(message.headers):
+        return _masked_event(message.body, customer_id, incident_ids)
+    parts = decode_batch(message.body)
+    masked = [_masked_event(part.body, customer_id, incident_ids) for part in parts]
+    if not any(masked):
+        return None
+    return encode_parts(
+        [
+            Part(part.message_id, part.headers, body or part.body)
+            for part, body in zip(parts, masked, strict=True)
+        ]
+    )
+
+
+async def erase(connection: AbstractConnection, customer_id: str, incident_ids: list[str]) -> int:
+    """Overwrite a customer's email, phone and words in every dead letter that holds them;
+    the number of messages changed.
+
+    Each such message is replaced by a masked copy (its headers, error and death history kept,
+    so it can still be inspected, replayed or purged), confirmed by the broker before the
+    original is acked: a crash in between leaves the original, never nothing. The others are
+    handed back in one go, in their order (see browse).
+    """
+    wanted = frozenset(incident_ids)
+    changed = 0
+    for name in DEAD_LETTER_ROUTES:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        held: list[AbstractIncomingMessage] = []
+        try:
+            try:
+                queue = await _passive(channel, name)
+            except ChannelNotFoundEntity:
+                continue  # never declared: nothing was dead-lettered there
+            for _ in range(queue.declaration_result.message_count or 0):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                body = _masked_body(message, customer_id, wanted)
+                if body is None:
+                    held.append(message)
+                    continue
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        headers=dict(message.headers or {}),
+                        content_type=message.content_type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=message.message_id,
+                        correlation_id=message.correlation_id,
+                        timestamp=message.timestamp,
+                        type=message.type,
+                        app_id=message.app_id,
+                    ),
+                    routing_key=name,
+                    mandatory=True,
+                    timeout=10,
+                )
+                await message.ack()
+                changed += 1
+            if held:
+                await held[-1].nack(multiple=True, requeue=True)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+    return changed

@@ -6,13 +6,15 @@ of what the system did is intact without saying to whom or about what. The audit
 held them (migration 0013 scrubs every payload as it is written). The erasure itself is
 recorded with a hash of the customer id, the count and the operator, not the data.
 
-Not reached from here: messages still waiting in a dead-letter queue (they carry the event
-whole) and mail already delivered to an inbox.
+Dead letters (events kept whole in a ``*.dlq``) are masked by ``incidentflow.dlq.erase``,
+which ``incidentflow erase --customer`` runs after this; they expire after
+DEAD_LETTER_TTL_DAYS anyway. Mail already delivered to an inbox is out of reach.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import asyncpg
 
@@ -66,8 +68,10 @@ def customer_digest(customer_id: str) -> str:
     return hashlib.sha256(customer_id.encode()).hexdigest()
 
 
-async def erase_customer(conn: asyncpg.Connection, customer_id: str, operator: str) -> int:
-    """Erase ``customer_id``'s personal data in one transaction; the number of incidents."""
+async def erase_customer(
+    conn: asyncpg.Connection, customer_id: str, operator: str
+) -> list[uuid.UUID]:
+    """Erase ``customer_id``'s personal data in one transaction; the incidents' ids."""
     async with conn.transaction():
         rows = await conn.fetch(
             "SELECT id FROM incidents WHERE customer_id = $1 FOR UPDATE", customer_id
@@ -75,7 +79,7 @@ async def erase_customer(conn: asyncpg.Connection, customer_id: str, operator: s
         incident_ids = [row["id"] for row in rows]
         await _erase(conn, incident_ids)
         await _record(conn, customer_digest(customer_id), len(incident_ids), operator)
-    return len(incident_ids)
+    return incident_ids
 
 
 async def erase_expired(conn: asyncpg.Connection, retention_days: int, operator: str) -> int:
@@ -93,7 +97,7 @@ async def erase_expired(conn: asyncpg.Connection, retention_days: int, operator:
         erased += len(incident_ids)
 
 
-async def _erase(conn: asyncpg.Connection, incident_ids: list[object]) -> None:
+async def _erase(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> None:
     if not incident_ids:
         return
     for statement in ERASE_STATEMENTS:

@@ -4,17 +4,25 @@ every text, varchar and jsonb column of every table is searched."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 
+import aio_pika
 import asyncpg
 import httpx
 
+from contracts.events import IncidentReceived
+from contracts.topology import CLASSIFIER_SCORED, DEAD_LETTERS, SENTIMENT_RECEIVED
+from incidentflow.batched_events import BATCH_HEADER, decode_batch, encode_batch
+from incidentflow.dlq import DEAD_LETTER_ROUTES
+from incidentflow.messaging import ERROR_HEADER
 from incidentflow.stack import Stack
 from tests.e2e.conftest import insert_ticketed_incident, wait_until
-from tests.security.conftest import REPO_ROOT
+from tests.security.conftest import REPO_ROOT, Servers
 
 
 async def columns_holding(conn: asyncpg.Connection, needles: list[str]) -> list[str]:
@@ -173,3 +181,94 @@ async def test_incidents_resolved_before_the_retention_period_lose_their_persona
         assert await columns_holding(conn, [f"old-{marker}", f"old {marker}"]) == []
     finally:
         await conn.close()
+
+
+def received(customer: str, marker: str) -> IncidentReceived:
+    return IncidentReceived(
+        incident_id=uuid.uuid4(),
+        customer_id=customer,
+        channel="email",
+        message=f"my card was charged twice {marker}",
+        email=f"{marker}@example.com",
+        created_at=datetime.now(UTC),
+    )
+
+
+async def dead_letters(broker_url: str) -> list[tuple[str, bytes, dict[str, object]]]:
+    """(queue, body, headers) of every message in every dead-letter queue, left in place."""
+    found = []
+    async with await aio_pika.connect(broker_url) as connection:
+        for name in DEAD_LETTER_ROUTES:
+            channel = await connection.channel()
+            queue = await channel.get_queue(name, ensure=False)
+            held = []
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                held.append(message)
+                found.append((name, message.body, dict(message.headers or {})))
+            if held:
+                await held[-1].nack(multiple=True, requeue=True)
+            await channel.close()
+    return found
+
+
+async def test_erase_masks_the_customers_dead_letters_and_keeps_everyone_elses(
+    servers: Servers,
+) -> None:
+    """One of the customer's events alone, one in a batch beside another customer's, and
+    another customer's alone, in dead-letter queues; after the erasure none holds the
+    customer's address or words, the others are as they were, and nothing is lost."""
+    marker, other = f"dlq{uuid.uuid4().hex[:10]}", f"keep{uuid.uuid4().hex[:10]}"
+    customer = f"erase-{marker}"
+    theirs, in_batch, others = (
+        received(customer, marker),
+        received(customer, marker),
+        received("someone-else", other),
+    )
+    error = {ERROR_HEADER: "validation failed"}
+    async with await aio_pika.connect(servers.rabbitmq_url) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        dlx = await channel.get_exchange(DEAD_LETTERS.name, ensure=False)
+        for body, headers, route in (
+            (theirs.model_dump_json().encode(), error, SENTIMENT_RECEIVED),
+            (
+                encode_batch([(in_batch, {}), (others, {})]),
+                {BATCH_HEADER: 2, **error},
+                SENTIMENT_RECEIVED,
+            ),
+            (others.model_dump_json().encode(), error, CLASSIFIER_SCORED),
+        ):
+            await dlx.publish(aio_pika.Message(body, headers=headers), routing_key=route.queue_name)
+    before = await dead_letters(servers.rabbitmq_url)
+
+    erased = subprocess.run(
+        [sys.executable, "-m", "incidentflow.cli", "erase", "--customer", customer],
+        env={
+            **os.environ,
+            "DATABASE_URL": servers.database_url,
+            "RABBITMQ_URL": servers.rabbitmq_url,
+        },
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert erased.returncode == 0, erased.stderr
+    assert "masked 2 dead letters" in erased.stdout
+
+    after = await dead_letters(servers.rabbitmq_url)
+    assert sorted(queue for queue, _, _ in after) == sorted(queue for queue, _, _ in before)
+    for needle in (f"{marker}@example.com", f"twice {marker}"):
+        assert not [body for _, body, _ in after if needle.encode() in body]
+        assert [body for _, body, _ in before if needle.encode() in body]  # the control
+    # The other customer's event is kept whole, alone and in the batch.
+    assert sum(other.encode() in body for _, body, _ in after) == 2
+    assert all(headers.get(ERROR_HEADER) == "validation failed" for _, _, headers in after)
+    masked = [
+        json.loads(part.body)
+        for _, body, headers in after
+        if BATCH_HEADER in headers
+        for part in decode_batch(body)
+    ]
+    assert {event["customer_id"] for event in masked} == {customer, "someone-else"}
+    (erased_event,) = [event for event in masked if event["customer_id"] == customer]
+    assert (erased_event["email"], erased_event["message"]) == ("[erased]", "[erased]")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import aio_pika
 import asyncpg
 import httpx
+from aio_pika.abc import FieldValue
 
 from contracts.events import IncidentReceived
 from contracts.topology import CLASSIFIER_SCORED, DEAD_LETTERS, SENTIMENT_RECEIVED
@@ -194,9 +195,9 @@ def received(customer: str, marker: str) -> IncidentReceived:
     )
 
 
-async def dead_letters(broker_url: str) -> list[tuple[str, bytes, dict[str, object]]]:
+async def dead_letters(broker_url: str) -> list[tuple[str, bytes, dict[str, FieldValue]]]:
     """(queue, body, headers) of every message in every dead-letter queue, left in place."""
-    found = []
+    found: list[tuple[str, bytes, dict[str, FieldValue]]] = []
     async with await aio_pika.connect(broker_url) as connection:
         for name in DEAD_LETTER_ROUTES:
             channel = await connection.channel()
@@ -224,7 +225,7 @@ async def test_erase_masks_the_customers_dead_letters_and_keeps_everyone_elses(
         received(customer, marker),
         received("someone-else", other),
     )
-    error = {ERROR_HEADER: "validation failed"}
+    error: dict[str, FieldValue] = {ERROR_HEADER: "validation failed"}
     async with await aio_pika.connect(servers.rabbitmq_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
         dlx = await channel.get_exchange(DEAD_LETTERS.name, ensure=False)

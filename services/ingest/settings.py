@@ -80,6 +80,13 @@ class IngestSettings(CommonSettings):
                 "ENV=production needs INGEST_API_KEYS (or INGEST_JWT_ISSUER): "
                 "the ingest API must not run open"
             )
+        if self.env == "production" and self.api_keys and self.api_key_secret is None:
+            # Plain SHA-256 digests of keys someone chose can be tried offline against
+            # guesses by whoever reads the settings; HMAC digests need the server's secret.
+            raise ValueError(
+                "ENV=production with INGEST_API_KEYS needs INGEST_API_KEY_SECRET (the "
+                "digests HMAC'd with it: `incidentflow api-key new` prints them)"
+            )
         return self
 
     @property

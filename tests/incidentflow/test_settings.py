@@ -27,7 +27,10 @@ SETTINGS = SERVICE_SETTINGS
 REAL_BROKER = "amqp://sentiment:Xk3-long-secret@rabbit.internal:5672/incidentflow"
 REAL_DATABASE = "postgresql://sentiment:Pg-long-secret@db.internal:5432/incidentflow"
 # Ingest's own production rule (another check than ours): it must not run without API keys.
-PRODUCTION_EXTRAS = {"INGEST_API_KEYS": f"ci:submit:{hashlib.sha256(b'key').hexdigest()}"}
+PRODUCTION_EXTRAS = {
+    "INGEST_API_KEYS": f"ci:submit:{hashlib.sha256(b'key').hexdigest()}",
+    "INGEST_API_KEY_SECRET": "a-long-server-secret",
+}
 
 
 @pytest.fixture(autouse=True)

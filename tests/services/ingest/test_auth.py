@@ -98,7 +98,10 @@ def test_production_refuses_to_run_open() -> None:
     }
     with pytest.raises(ValidationError, match="INGEST_API_KEYS"):
         IngestSettings(**production)
-    assert IngestSettings(**production, api_keys=KEYS).auth_enabled
+    # Keys without the server secret: their digests could be tried offline against guesses.
+    with pytest.raises(ValidationError, match="INGEST_API_KEY_SECRET"):
+        IngestSettings(**production, api_keys=KEYS)
+    assert IngestSettings(**production, api_keys=KEYS, api_key_secret="long-secret").auth_enabled
     assert IngestSettings(
         **production, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, jwt_jwks_url="https://idp/jwks"
     ).auth_enabled

@@ -69,6 +69,23 @@ def topology() -> None:
         typer.echo(f"  {route.retry_binding_key:<44} -> {route.queue_name}")
 
 
+@app.command()
+def asyncapi(
+    output: Annotated[
+        Path | None, typer.Option(help="write the document here (default: standard output)")
+    ] = None,
+) -> None:
+    """Write the whole system's AsyncAPI 3.0 document: every channel in and out."""
+    from incidentflow.asyncapi import system_document
+
+    text = json.dumps(system_document(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"AsyncAPI document written to {output}")
+
+
 @app.command("provision-roles")
 def provision_roles(
     credentials: Annotated[

@@ -3,6 +3,7 @@ metrics and tracing."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from tenacity import (
 
 from contracts.events import Envelope
 from contracts.topology import Route
+from incidentflow.asyncapi import service_document
 from incidentflow.batched_events import WholeBatch
 from incidentflow.batching import Batcher
 from incidentflow.db import create_pool, migrate
@@ -215,6 +217,12 @@ class ServiceRuntime:
             body = await render_metrics(self.broker, self.routes)
             return AsgiResponse(body, 200, headers={"content-type": CONTENT_TYPE_LATEST})
 
+        @get(include_in_schema=False)
+        async def asyncapi(scope: object) -> AsgiResponse:
+            """What this service consumes and publishes (incidentflow/asyncapi.py)."""
+            body = json.dumps(service_document(self.name, self.broker)).encode()
+            return AsgiResponse(body, 200, headers={"content-type": "application/json"})
+
         async def after_startup() -> None:
             # The broker has started: every subscriber's queue is declared and bound, so an
             # event published from now on reaches this service.
@@ -231,5 +239,6 @@ class ServiceRuntime:
                 ("/health/live", live),
                 ("/health/ready", ready),
                 ("/metrics", metrics),
+                ("/asyncapi", asyncapi),
             ],
         )

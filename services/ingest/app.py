@@ -30,6 +30,7 @@ from pydantic import AfterValidator
 
 from contracts.events import Category, IncidentAcknowledged, IncidentReceived
 from contracts.topology import EVENTS, acknowledgement_queue
+from incidentflow.asyncapi import service_document
 from incidentflow.db import create_pool, migrate
 from incidentflow.heap import freeze_startup_heap
 from incidentflow.logs import configure_logging
@@ -552,14 +553,19 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             ok = False
         return JSONResponse({"status": "ready" if ok else "not ready"}, 200 if ok else 503)
 
-    # Probes and metrics: on the internal port when there is one, and on the public port
-    # except in production (services/ingest/internal.py).
+    async def asyncapi() -> dict[str, Any]:
+        """What ingest consumes and publishes on the broker (incidentflow/asyncapi.py)."""
+        return service_document("ingest", broker)
+
+    # Probes, metrics and the AsyncAPI document: on the internal port when there is one, and
+    # on the public port except in production (services/ingest/internal.py).
     health_apps = [internal] if internal is not None else []
     if settings.env != "production":
         health_apps.append(app)
     for target in health_apps:
         target.add_api_route("/health/live", live, methods=["GET"], include_in_schema=False)
         target.add_api_route("/health/ready", ready, methods=["GET"], include_in_schema=False)
+        target.add_api_route("/asyncapi", asyncapi, methods=["GET"], include_in_schema=False)
     # Last, so its middleware is outermost: it times and traces every answer.
     instrument_ingest(app, broker, settings, metrics_on=health_apps)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from contracts.grants import SERVICE_GRANTS
+from contracts.topology import WORK_ROUTES
 from incidentflow.stack import Stack
 from tests.e2e.conftest import (
     REMINDER_DELAY_SECONDS,
@@ -18,6 +21,7 @@ from tests.e2e.conftest import (
     submit,
     wait_until,
 )
+from tests.incidentflow.test_asyncapi import asyncapi_errors
 
 
 def test_seed_examples_answer_201_with_the_seed_fields(seed_incidents: dict[str, Any]) -> None:
@@ -173,6 +177,27 @@ def test_every_service_reports_ready(stack: Stack) -> None:
     for name in ("ingest", "sentiment", "classifier", "ticketing", "notifier", "reminder"):
         assert httpx.get(stack.url(name) + "/health/ready", timeout=5).status_code == 200
         assert httpx.get(stack.url(name) + "/health/live", timeout=5).status_code == 200
+
+
+def test_each_service_serves_its_asyncapi_document(stack: Stack) -> None:
+    """Valid AsyncAPI 3.0.0; what the service consumes and what it publishes, nothing else."""
+    for grants in SERVICE_GRANTS:
+        response = httpx.get(stack.url(grants.service) + "/asyncapi", timeout=10)
+        assert response.status_code == 200, grants.service
+        document = response.json()
+        assert asyncapi_errors(document) == [], grants.service
+        channels = json.dumps(document["channels"])
+        for route in grants.routes:
+            assert f'"{route.queue_name}"' in channels, route.queue_name
+        published = {
+            op["channel"]["$ref"]
+            for op in document["operations"].values()
+            if op["action"] == "send"
+        }
+        expected = [*grants.publishes, *grants.delays]
+        assert len(published) == len(expected), grants.service
+        others = {r.queue_name for r in WORK_ROUTES if r.service != grants.service}
+        assert not [queue for queue in others if f'"{queue}"' in channels], grants.service
 
 
 def test_openapi_is_served(stack: Stack) -> None:

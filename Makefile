@@ -50,7 +50,7 @@ security: install services
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts incidentflow services tests scripts
+	$(BIN)/mypy contracts incidentflow incidentflow_tools services tests scripts
 
 fmt: install
 	$(BIN)/ruff format .

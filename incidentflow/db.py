@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -14,6 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -40,6 +43,25 @@ async def create_pool(database_url: str, size: int = 5) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+async def with_connection(
+    database_url: str,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    one_transaction: bool = True,
+) -> T:
+    """``work`` on one connection of its own (an operator command), in one transaction unless
+    it makes its own."""
+    pool = await create_pool(database_url, 1)
+    try:
+        async with pool.acquire() as conn:
+            if not one_transaction:
+                return await work(conn)
+            async with conn.transaction():
+                return await work(conn)
+    finally:
+        await pool.close()
 
 
 async def ensure_database(database_url: str) -> bool:

@@ -45,8 +45,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from incidentflow.sandbox import isolated_stack  # noqa: E402
-from incidentflow.stack import SERVICES, Stack  # noqa: E402
+from incidentflow_tools.sandbox import isolated_stack  # noqa: E402
+from incidentflow_tools.stack import SERVICES, Stack  # noqa: E402
 from services.ingest.keys import ApiKey, hash_key  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")

@@ -33,8 +33,8 @@ from contracts.events import ReminderRequested  # noqa: E402
 from contracts.topology import EVENTS, NOTIFIER_REMINDER  # noqa: E402
 from incidentflow.messaging import make_broker, publish_batch, publish_event  # noqa: E402
 from incidentflow.metrics import instrument_messaging  # noqa: E402
-from incidentflow.sandbox import own_vhost  # noqa: E402
 from incidentflow.tracing import configure_tracing  # noqa: E402
+from incidentflow_tools.sandbox import own_vhost  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 BODY = b"x" * 600  # about an event's JSON

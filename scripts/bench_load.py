@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from incidentflow.sandbox import sample_incident
+from incidentflow_tools.sandbox import sample_incident
 
 
 async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag: str) -> Any:

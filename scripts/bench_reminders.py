@@ -40,7 +40,7 @@ from incidentflow.batched_events import (  # noqa: E402
     encode_batch,
     event_bodies,
 )
-from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
+from incidentflow_tools.sandbox import own_database, own_vhost  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")

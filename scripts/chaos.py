@@ -42,13 +42,13 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from incidentflow.sandbox import (  # noqa: E402
+from incidentflow_tools.sandbox import (  # noqa: E402
     isolated_stack,
     restart_local_postgres,
     restart_local_rabbitmq,
     sample_incident,
 )
-from incidentflow.stack import SERVICES, Stack  # noqa: E402
+from incidentflow_tools.stack import SERVICES, Stack  # noqa: E402
 from services.notifier.notify import UNCONFIRMED  # noqa: E402
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api  # noqa: E402
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, fake_twilio  # noqa: E402

@@ -34,8 +34,8 @@ from bench_reminders import bench_message, bench_ticketed, insert_bench_incident
 from contracts.events import IncidentTicketed  # noqa: E402
 from contracts.topology import EVENTS, REMINDER_TICKETED  # noqa: E402
 from incidentflow.db import migrate  # noqa: E402
-from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
 from incidentflow.service import ServiceRuntime  # noqa: E402
+from incidentflow_tools.sandbox import own_database, own_vhost  # noqa: E402
 from services.reminder.handlers import Reminders, register  # noqa: E402
 from services.reminder.settings import ReminderSettings  # noqa: E402
 

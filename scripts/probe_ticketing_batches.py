@@ -37,7 +37,7 @@ from bench_reminders import bench_ticketed, insert_bench_incidents, ready  # noq
 from contracts.events import IncidentClassified, IncidentTicketed  # noqa: E402
 from contracts.topology import EVENTS, TICKETING_CLASSIFIED  # noqa: E402
 from incidentflow.db import migrate  # noqa: E402
-from incidentflow.sandbox import own_database, own_vhost  # noqa: E402
+from incidentflow_tools.sandbox import own_database, own_vhost  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from incidentflow.sandbox import free_port, free_port_block, own_database, own_vhost
+from incidentflow_tools.sandbox import free_port, free_port_block, own_database, own_vhost
 
 __all__ = ["free_port", "free_port_block"]  # the tests import them from here
 

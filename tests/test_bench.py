@@ -10,7 +10,7 @@ from types import ModuleType
 
 import asyncpg
 
-from incidentflow.sandbox import own_database
+from incidentflow_tools.sandbox import own_database
 
 REPO = Path(__file__).resolve().parents[1]
 

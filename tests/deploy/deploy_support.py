@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from incidentflow import stack
+from incidentflow_tools import stack
 
 # The six services and their ASGI apps, as the local stack runs them.
 SERVICES: dict[str, str] = dict(stack.SERVICES)

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from incidentflow.sandbox import own_vhost
-from incidentflow.stack import REPO_ROOT
+from incidentflow_tools.sandbox import own_vhost
+from incidentflow_tools.stack import REPO_ROOT
 from tests.conftest import RABBITMQ_URL, free_port
 from tests.e2e.conftest import start_service
 

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.events import Envelope, Event, IncidentTicketed
 from contracts.topology import Route
 from incidentflow.messaging import make_broker, publish_batch, publish_event
-from incidentflow.sandbox import own_database, own_vhost, service_logins
-from incidentflow.stack import REPO_ROOT, SERVICES, Stack
+from incidentflow_tools.sandbox import own_database, own_vhost, service_logins
+from incidentflow_tools.stack import REPO_ROOT, SERVICES, Stack
 from tests.conftest import RABBITMQ_URL, free_port, free_port_block
 from tests.e2e.otlp import OtlpCollector
 

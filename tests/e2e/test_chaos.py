@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-from incidentflow.stack import REPO_ROOT
+from incidentflow_tools.stack import REPO_ROOT
 from tests.e2e.test_restarts import require
 
 TEXTS = re.compile(r"^texts=(\d+) duplicate_texts=(\d+)$", re.MULTILINE)

@@ -12,7 +12,7 @@ import httpx
 
 from contracts.events import IncidentTicketed, ReminderRequested
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED, REMINDER_TICKETED
-from incidentflow.stack import REPO_ROOT, Stack
+from incidentflow_tools.stack import REPO_ROOT, Stack
 from tests.conftest import free_port
 from tests.e2e.conftest import (
     audited_event,

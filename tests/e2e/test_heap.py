@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from incidentflow.stack import SERVICES, Stack
+from incidentflow_tools.stack import SERVICES, Stack
 
 
 def test_every_service_freezes_its_startup_heap(stack: Stack) -> None:

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from services.notifier.compose import SUBJECTS
 from services.notifier.translations import gettext_in
 from tests.e2e.conftest import incident, plain_text, read_inbox, submit, wait_until

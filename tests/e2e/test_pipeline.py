@@ -12,7 +12,7 @@ import httpx
 
 from contracts.grants import SERVICE_GRANTS
 from contracts.topology import WORK_ROUTES
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from tests.e2e.conftest import (
     REMINDER_DELAY_SECONDS,
     incident,

@@ -16,7 +16,7 @@ import asyncpg
 from contracts.events import Event, ReminderDue
 from contracts.topology import WORK_ROUTES
 from incidentflow.messaging import make_broker, publish_delayed
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from tests.e2e.conftest import audited_event, consumed_after, publish, read_inbox, submit
 
 

@@ -21,7 +21,7 @@ from contracts.events import IncidentTicketed, ReminderRequested
 from contracts.topology import EVENTS, NOTIFIER_REMINDER
 from incidentflow.batched_events import event_bodies
 from incidentflow.service import ServiceRuntime
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from services.reminder import handlers
 from services.reminder.handlers import Reminders
 from services.reminder.settings import ReminderSettings
@@ -298,7 +298,7 @@ async def test_a_round_of_requests_goes_in_messages_of_a_bounded_size(
 
 def run_cli(*args: str, stack: Stack, database_url: str, rabbitmq_url: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "incidentflow.cli", *args],
+        [sys.executable, "-m", "incidentflow_tools.cli", *args],
         capture_output=True,
         text=True,
         check=True,
@@ -364,7 +364,7 @@ async def test_fire_now_brings_a_day_away_reminder_forward(
             [
                 sys.executable,
                 "-m",
-                "incidentflow.cli",
+                "incidentflow_tools.cli",
                 "reminders",
                 "fire-now",
                 str(event.incident_id),

@@ -16,7 +16,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from incidentflow.sandbox import restart_local_postgres, restart_local_rabbitmq
+from incidentflow_tools.sandbox import restart_local_postgres, restart_local_rabbitmq
 from tests.e2e.conftest import publish
 from tests.e2e.test_reminders import (
     DELAY,

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from tests.e2e.conftest import incident
 
 
@@ -49,7 +49,15 @@ def test_agent_correction_is_stored_audited_and_trains(
     assert httpx.get(stack.url("ingest") + "/api/stats", timeout=10).json()["corrections"] >= 1
 
     trained = subprocess.run(
-        [sys.executable, "-m", "incidentflow.cli", "train", "--from-db", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "incidentflow_tools.cli",
+            "train",
+            "--from-db",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from contracts.events import IncidentClassified
-from incidentflow.sandbox import own_database
-from incidentflow.stack import Stack
+from incidentflow_tools.sandbox import own_database
+from incidentflow_tools.stack import Stack
 from services.ticketing.tickets import fallback_ticket_id
 from tests.e2e.conftest import audited_event, publish, running_stack
 from tests.fake_tickets import REST_PATH, FakeTicketApi, fake_ticket_api

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from incidentflow.stack import SERVICES, Stack
+from incidentflow_tools.stack import SERVICES, Stack
 from tests.e2e.conftest import FURIOUS, submit
 from tests.e2e.otlp import OtlpCollector, ReceivedSpan
 

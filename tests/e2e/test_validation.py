@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 
 VALID = {"customer_id": "7", "channel": "email", "message": "charged twice", "email": "a@b.co"}
 

@@ -32,7 +32,7 @@ def asyncapi_errors(document: dict[str, Any]) -> list[str]:
 def system_document(tmp_path: Path) -> dict[str, Any]:
     output = tmp_path / "asyncapi.json"
     result = subprocess.run(
-        [sys.executable, "-m", "incidentflow.cli", "asyncapi", "--output", str(output)],
+        [sys.executable, "-m", "incidentflow_tools.cli", "asyncapi", "--output", str(output)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

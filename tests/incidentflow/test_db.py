@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from incidentflow.db import current_revision, head_revision, migrate
-from incidentflow.sandbox import drop_database
+from incidentflow_tools.sandbox import drop_database
 
 SEED_INCIDENT_COLUMNS = {
     "id",
@@ -62,7 +62,7 @@ def test_six_processes_migrating_a_fresh_database_at_once_agree(database_url: st
     env = {**os.environ, "DATABASE_URL": fresh}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "incidentflow.cli", "migrate"],
+            [sys.executable, "-m", "incidentflow_tools.cli", "migrate"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -18,9 +18,9 @@ from typer.testing import CliRunner, Result
 
 from contracts.events import IncidentScored
 from contracts.topology import CLASSIFIER_SCORED, EVENTS, SENTIMENT_RECEIVED, WORK_ROUTES
-from incidentflow.cli import app
 from incidentflow.messaging import declare_all, make_broker
-from incidentflow.sandbox import own_vhost
+from incidentflow_tools.cli import app
+from incidentflow_tools.sandbox import own_vhost
 from tests.conftest import RABBITMQ_URL
 
 SENTIMENT_DLQ = SENTIMENT_RECEIVED.dead_letter_queue.name

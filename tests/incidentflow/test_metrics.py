@@ -18,8 +18,8 @@ from contracts.events import IncidentScored
 from contracts.topology import CLASSIFIER_SCORED, EVENTS, TICKETING_CLASSIFIED
 from incidentflow.messaging import declare_topology, make_broker
 from incidentflow.metrics import instrument_ingest
-from incidentflow.sandbox import own_vhost
 from incidentflow.settings import CommonSettings
+from incidentflow_tools.sandbox import own_vhost
 from tests.conftest import RABBITMQ_URL, free_port
 from tests.e2e.conftest import insert_ticketed_incident, publish, start_service
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from incidentflow.sandbox import free_port
 from incidentflow.service import ServiceRuntime
 from incidentflow.settings import CommonSettings
+from incidentflow_tools.sandbox import free_port
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
 from incidentflow.settings import CommonSettings
-from incidentflow.stack import REPO_ROOT, SERVICES
+from incidentflow_tools.stack import REPO_ROOT, SERVICES
 from services.classifier.settings import ClassifierSettings
 from services.notifier.settings import NotifierSettings
 from services.sentiment.settings import SentimentSettings

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from contracts.topology import WORK_ROUTES, DelayLevels, retry_routing_key
-from incidentflow.cli import app
-from incidentflow.sandbox import own_vhost
+from incidentflow_tools.cli import app
+from incidentflow_tools.sandbox import own_vhost
 from tests.conftest import RABBITMQ_URL
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from incidentflow.messaging import declare_all
-from incidentflow.sandbox import own_database, own_vhost, service_logins
-from incidentflow.stack import Stack
+from incidentflow_tools.sandbox import own_database, own_vhost, service_logins
+from incidentflow_tools.stack import Stack
 from tests.conftest import DATABASE_URL
 from tests.e2e.conftest import running_stack
 

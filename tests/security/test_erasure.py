@@ -21,7 +21,7 @@ from contracts.topology import CLASSIFIER_SCORED, DEAD_LETTERS, SENTIMENT_RECEIV
 from incidentflow.batched_events import BATCH_HEADER, decode_batch, encode_batch
 from incidentflow.dlq import DEAD_LETTER_ROUTES
 from incidentflow.messaging import ERROR_HEADER
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from tests.e2e.conftest import insert_ticketed_incident, wait_until
 from tests.security.conftest import REPO_ROOT, Servers
 
@@ -86,7 +86,7 @@ async def test_erase_leaves_no_address_or_message_in_any_column(
         # The data was there: the search finds it before the erasure.
         assert "incidents.message" in await columns_holding(conn, [phrase])
         erased = subprocess.run(
-            [sys.executable, "-m", "incidentflow.cli", "erase", "--customer", customer],
+            [sys.executable, "-m", "incidentflow_tools.cli", "erase", "--customer", customer],
             cwd=REPO_ROOT,
             env={**os.environ, "DATABASE_URL": security_database_url},
             capture_output=True,
@@ -158,7 +158,7 @@ async def test_incidents_resolved_before_the_retention_period_lose_their_persona
                 days_ago,
             )
         erased = subprocess.run(
-            [sys.executable, "-m", "incidentflow.cli", "erase", "--expired"],
+            [sys.executable, "-m", "incidentflow_tools.cli", "erase", "--expired"],
             cwd=REPO_ROOT,
             env={**os.environ, "DATABASE_URL": security_database_url, "RETENTION_DAYS": "365"},
             capture_output=True,
@@ -242,7 +242,7 @@ async def test_erase_masks_the_customers_dead_letters_and_keeps_everyone_elses(
     before = await dead_letters(servers.rabbitmq_url)
 
     erased = subprocess.run(
-        [sys.executable, "-m", "incidentflow.cli", "erase", "--customer", customer],
+        [sys.executable, "-m", "incidentflow_tools.cli", "erase", "--customer", customer],
         env={
             **os.environ,
             "DATABASE_URL": servers.database_url,

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from contracts.topology import DELIVERY_LIMIT
 from incidentflow import healthcheck
-from incidentflow.cli import app as cli
 from incidentflow.messaging import RETRIES_HEADER, earlier_attempts, is_last_delivery
-from incidentflow.sandbox import free_port
+from incidentflow_tools.cli import app as cli
+from incidentflow_tools.sandbox import free_port
 from services.ingest.keys import ApiKey, hash_key
 from services.ticketing.tickets import TicketRequest
 from tests.fakes import Answer, fake_server

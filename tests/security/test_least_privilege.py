@@ -151,7 +151,7 @@ def test_provision_roles_again_keeps_every_login(servers: Servers) -> None:
         [
             sys.executable,
             "-m",
-            "incidentflow.cli",
+            "incidentflow_tools.cli",
             "provision-roles",
             "--credentials",
             str(servers.logins),

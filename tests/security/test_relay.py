@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import httpx
 
-from incidentflow.stack import Stack
+from incidentflow_tools.stack import Stack
 from tests.e2e.conftest import read_inbox, wait_until
 from tests.security.conftest import DEFAULT_LIMIT
 

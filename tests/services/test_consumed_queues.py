@@ -14,9 +14,9 @@ from aio_pika.exceptions import ChannelClosed
 from faststream.rabbit.subscriber import RabbitSubscriber
 
 from contracts.topology import WORK_ROUTES, DelayLevels, dead_letter_queue_name, retry_routing_key
-from incidentflow.sandbox import own_vhost
 from incidentflow.service import ServiceRuntime
 from incidentflow.settings import CommonSettings
+from incidentflow_tools.sandbox import own_vhost
 from services.classifier.app import build_runtime as classifier_runtime
 from services.classifier.settings import ClassifierSettings
 from services.notifier.app import build_runtime as notifier_runtime

@@ -22,8 +22,8 @@ from contracts.events import (
 from contracts.topology import CLASSIFIER_SCORED, EVENTS, SENTIMENT_RECEIVED, TICKETING_CLASSIFIED
 from incidentflow.batched_events import WholeBatch, decode_batch, is_batch
 from incidentflow.messaging import make_broker, publish_batch
-from incidentflow.sandbox import own_vhost
 from incidentflow.service import ServiceRuntime
+from incidentflow_tools.sandbox import own_vhost
 from services.classifier.app import build_classifier
 from services.classifier.handlers import register as register_classifier
 from services.classifier.settings import ClassifierSettings

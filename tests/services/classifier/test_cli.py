@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services.classifier.adapters.local import SHIPPED_DATA, read_examples, split
 
-CLI = [sys.executable, "-m", "incidentflow.cli"]
+CLI = [sys.executable, "-m", "incidentflow_tools.cli"]
 
 
 def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> str:

@@ -15,7 +15,7 @@ from faststream.rabbit import RabbitQueue
 from contracts.events import IncidentReceived
 from contracts.topology import EVENTS
 from incidentflow.messaging import make_broker
-from incidentflow.sandbox import free_port, own_database, own_vhost
+from incidentflow_tools.sandbox import free_port, own_database, own_vhost
 from services.ingest.app import create_app
 from services.ingest.keys import ApiKey, hash_key
 from services.ingest.settings import IngestSettings

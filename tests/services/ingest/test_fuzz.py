@@ -25,8 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from incidentflow.sandbox import free_port
-from incidentflow.stack import REPO_ROOT
+from incidentflow_tools.sandbox import free_port
+from incidentflow_tools.stack import REPO_ROOT
 from tests.services.ingest.conftest import BOTH_KEY, KEYS
 
 CASES_PER_OPERATION = 200

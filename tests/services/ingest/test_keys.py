@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from incidentflow.cli import app
+from incidentflow_tools.cli import app
 from services.ingest.keys import ApiKey, hash_key
 from services.ingest.settings import IngestSettings
 

@@ -14,7 +14,7 @@ import pytest
 from contracts.events import IncidentReceived
 from incidentflow.batched_events import BATCH_HEADER, decode_batch
 from incidentflow.messaging import make_broker, publish_parts
-from incidentflow.sandbox import free_port
+from incidentflow_tools.sandbox import free_port
 from services.ingest import relay as relay_module
 from services.ingest import store
 from services.ingest.relay import OutboxRelay

@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from contracts.events import IncidentAcknowledged
 from contracts.topology import EVENTS
 from incidentflow.batched_events import event_bodies
-from incidentflow.sandbox import free_port, own_vhost
+from incidentflow_tools.sandbox import free_port, own_vhost
 from services.notifier.settings import NotifierSettings
 from tests.conftest import RABBITMQ_URL
 from tests.fakes import InFlight

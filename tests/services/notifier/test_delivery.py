@@ -22,7 +22,7 @@ from faststream import TestApp
 from contracts.events import IncidentTicketed
 from contracts.topology import DELIVERY_LIMIT, EVENTS
 from incidentflow.messaging import RETRIES_HEADER, is_last_delivery
-from incidentflow.sandbox import free_port
+from incidentflow_tools.sandbox import free_port
 from services.notifier import store
 from services.notifier.adapters.base import Delivery, Handover
 from services.notifier.adapters.smtp import SmtpMailer

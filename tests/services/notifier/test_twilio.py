@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from incidentflow.sandbox import free_port
+from incidentflow_tools.sandbox import free_port
 from services.notifier.adapters.base import PermanentFailure
 from services.notifier.adapters.twilio import TwilioTexts, TwilioUnavailable
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, fake_twilio

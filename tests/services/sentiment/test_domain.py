@@ -186,7 +186,7 @@ def test_other_languages_held_out_never_read_unhappy_as_happy(service: Sentiment
 
 # -- CLI -------------------------------------------------------------------------------------
 
-CLI = [sys.executable, "-m", "incidentflow.cli"]
+CLI = [sys.executable, "-m", "incidentflow_tools.cli"]
 
 
 def run(*args: str, stdin: str = "") -> str:

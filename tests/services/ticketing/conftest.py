@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from incidentflow.db import create_pool
-from incidentflow.sandbox import own_database
+from incidentflow_tools.sandbox import own_database
 from services.ticketing.tickets import TicketRequest, fallback_ticket_id
 from tests.fake_tickets import FakeTicketApi, fake_ticket_api
 

@@ -28,7 +28,7 @@ from incidentflow.provisioning import (
     provision_broker,
     provision_database,
 )
-from incidentflow.stack import REPO_ROOT, Stack
+from incidentflow_tools.stack import REPO_ROOT, Stack
 
 
 @contextmanager

@@ -92,7 +92,7 @@ class Stack:
                 "mailbox": [
                     python,
                     "-m",
-                    "incidentflow.cli",
+                    "incidentflow_tools.cli",
                     "mailbox",
                     "--dir",
                     str(self.mail_dir),

@@ -177,6 +177,34 @@ def _replay_headers(message: AbstractIncomingMessage, dead_letter_queue: str) ->
     return headers
 
 
+async def _send_copy(
+    channel: AbstractChannel,
+    original: AbstractIncomingMessage,
+    body: bytes,
+    headers: dict[str, Any],
+    queue: str,
+) -> None:
+    """A persistent copy of ``original`` (its properties, this body and these headers) to
+    ``queue`` through the default exchange, confirmed by the broker: raises if it is not."""
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            body,
+            headers=headers,
+            content_type=original.content_type,
+            content_encoding=original.content_encoding,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=original.message_id,
+            correlation_id=original.correlation_id,
+            timestamp=original.timestamp,
+            type=original.type,
+            app_id=original.app_id,
+        ),
+        routing_key=queue,
+        mandatory=True,
+        timeout=10,
+    )
+
+
 async def record_replay(
     conn: asyncpg.Connection, queue: str, letter: DeadLetter, operator: str
 ) -> datetime:
@@ -228,22 +256,8 @@ async def replay(
                 skipped.append(message)
                 continue
             letter = DeadLetter.of(message)
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers=_replay_headers(message, dlq),
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    timestamp=message.timestamp,
-                    type=message.type,
-                    app_id=message.app_id,
-                ),
-                routing_key=route.queue_name,
-                mandatory=True,
-                timeout=10,
+            await _send_copy(
+                channel, message, message.body, _replay_headers(message, dlq), route.queue_name
             )
             await record_replay(conn, dlq, letter, operator)
             await message.ack()
@@ -356,22 +370,7 @@ async def erase(connection: AbstractConnection, customer_id: str, incident_ids: 
                 if body is None:
                     held.append(message)
                     continue
-                await channel.default_exchange.publish(
-                    aio_pika.Message(
-                        body,
-                        headers=dict(message.headers or {}),
-                        content_type=message.content_type,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        message_id=message.message_id,
-                        correlation_id=message.correlation_id,
-                        timestamp=message.timestamp,
-                        type=message.type,
-                        app_id=message.app_id,
-                    ),
-                    routing_key=name,
-                    mandatory=True,
-                    timeout=10,
-                )
+                await _send_copy(channel, message, body, dict(message.headers or {}), name)
                 await message.ack()
                 changed += 1
             if held:

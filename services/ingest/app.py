@@ -41,6 +41,7 @@ from services.ingest import store
 from services.ingest.auth import Authenticator, Principal, require
 from services.ingest.bodylimit import RequestBodyGuard
 from services.ingest.deadletters import dead_letter_counts
+from services.ingest.docs import serve_docs
 from services.ingest.internal import internal_app, serving
 from services.ingest.keys import Scope
 from services.ingest.ratelimit import MovingWindow
@@ -62,6 +63,8 @@ from services.ingest.settings import IngestSettings
 from services.ingest.waiters import Waiters
 
 log = logging.getLogger("incidentflow.ingest")
+
+OPENAPI_URL = "/openapi.json"
 
 PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 RETRY_AFTER_SECONDS = "5"
@@ -228,14 +231,17 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         # In production the API's map is not served anonymously: integrators read it on a
         # development or staging instance; a scanner of the public endpoint finds nothing.
-        docs_url=None if settings.env == "production" else "/docs",
-        redoc_url=None if settings.env == "production" else "/redoc",
-        openapi_url=None if settings.env == "production" else "/openapi.json",
+        # /docs and /redoc with their assets served here, not from a CDN (services/ingest/docs.py).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None if settings.env == "production" else OPENAPI_URL,
         # FastAPI's own OpenTelemetry layer would add a second server span, spans around
         # dependencies and serialization, and OTel metrics and logs to every request, on top
         # of ours (instrument_ingest below): ~5 % of ingest's CPU per request, measured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    if settings.env != "production":
+        serve_docs(app, OPENAPI_URL)
     app.state.authenticator = Authenticator(settings)
     app.add_middleware(RequestBodyGuard, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

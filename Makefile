@@ -41,6 +41,7 @@ logs:
 	tail -n 50 -F var/log/*.log
 
 test: install services
+	@$(WITH_SERVICES) $(PY) scripts/server_versions.py
 	$(WITH_SERVICES) $(BIN)/pytest -q
 
 # The hostile-input suite alone (it runs in `make test` too); ends `checks=N failed=N`.

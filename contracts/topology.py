@@ -7,6 +7,7 @@ arguments only together with a new queue name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -80,6 +81,15 @@ class Route:
         return work_queue(dead_letter_queue_name(self.queue_name), self.queue_name, dlq=True)
 
 
+def passive(exchange: RabbitExchange) -> RabbitExchange:
+    """The same exchange, declared passively: it must exist already. What a service uses when
+    the topology is the administrator's to declare (DECLARE_TOPOLOGY=false) and on every
+    publish of a retry, a dead letter or a delayed event (its start declared those)."""
+    return RabbitExchange(
+        exchange.name, type=exchange.type, durable=exchange.durable, declare=False
+    )
+
+
 def retry_routing_key(queue_name: str) -> str:
     return f"retry.{queue_name}"
 
@@ -131,8 +141,11 @@ def acknowledgement_queue(instance: str) -> RabbitQueue:
     Transient on purpose: losing it only turns a 201 into a 202, and the database is the
     source of truth for anyone who asks afterwards.
     """
+    # Lower case, letters, digits, dots and dashes: a queue name ingest's broker user may
+    # declare whatever the host is called (docs/security.md).
+    safe = re.sub(r"[^a-z0-9.-]+", "-", instance.lower())
     return RabbitQueue(
-        f"ingest.incident-acknowledged.{instance}",
+        f"ingest.incident-acknowledged.{safe}",
         durable=False,
         exclusive=True,
         auto_delete=True,

@@ -64,7 +64,8 @@ def declare_publishers(broker: RabbitBroker, service: str) -> None:
     for event in grants.delays:
         broker.publisher(
             exchange=DelayLevels.exchange(DelayLevels.LEVELS - 1),
-            routing_key=f"#.{event.routing_key()}",
+            # The real key has the delay's binary digits in front (see the description).
+            routing_key=event.routing_key(),
             schema=event,
             title=f"{service}:{event.routing_key()}:delayed",
             description=f"{event.__doc__} {DELAYED}",

@@ -36,6 +36,7 @@ from contracts.topology import (
     WORK_ROUTES,
     DelayLevels,
     Route,
+    passive,
     retry_routing_key,
 )
 from incidentflow.batched_events import (
@@ -162,7 +163,7 @@ class DeliveryPolicy(BaseMiddleware):
         record_failed_delivery(queue, "retried")
         if queue is not None and await self._republish(
             msg,
-            exchange=DelayLevels.entry_exchange(delay),
+            exchange=passive(DelayLevels.entry_exchange(delay)),
             routing_key=DelayLevels.routing_key(delay, retry_routing_key(queue)),
             headers={RETRIES_HEADER: attempt + 1, ERROR_HEADER: error},
         ):
@@ -181,7 +182,7 @@ class DeliveryPolicy(BaseMiddleware):
         record_failed_delivery(queue, "dead-lettered")
         if queue is not None and await self._republish(
             msg,
-            exchange=DEAD_LETTERS,
+            exchange=passive(DEAD_LETTERS),
             routing_key=queue,  # the DLQ's binding key is its work queue's name
             headers={ERROR_HEADER: error, REASON_HEADER: reason, QUEUE_HEADER: queue},
         ):
@@ -468,7 +469,7 @@ async def publish_delayed(broker: RabbitBroker, event: Envelope, delay_seconds: 
     await publish_event(
         broker,
         event,
-        exchange=DelayLevels.entry_exchange(delay),
+        exchange=passive(DelayLevels.entry_exchange(delay)),
         routing_key=DelayLevels.routing_key(delay, event.routing_key()),
     )
 

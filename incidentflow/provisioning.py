@@ -11,6 +11,8 @@ so running it again changes nothing that works.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,11 +25,13 @@ import httpx
 from pydantic import Field
 
 from contracts.grants import SERVICE_GRANTS, ServiceGrants
-from contracts.topology import DEAD_LETTERS, EVENTS, DelayLevels
+from contracts.topology import DEAD_LETTERS, EVENTS, DelayLevels, retry_routing_key
+from incidentflow.messaging import declare_all
 from incidentflow.settings import CommonSettings, _unprefixed
 
 DEFAULT_PREFIX = "incidentflow"
 MANAGEMENT_PORT = 15672
+MANAGEMENT_TLS_PORT = 15671
 DEAD_LETTER_POLICY = "incidentflow-dead-letters"
 
 
@@ -102,13 +106,35 @@ def service_credentials(
     path = folder / setting
     if path.exists():
         url = path.read_text().strip()
-        return url, _credentials_in(url)
+        credentials = _credentials_in(url)
+        if credentials.user == unquote(urlsplit(admin_url).username or ""):
+            raise ValueError(f"{path} names the administrator's own user")
+        return url, credentials
     credentials = Credentials(f"{prefix}_{grants.service}", secrets.token_urlsafe(24))
     url = _with_credentials(admin_url, credentials)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.touch(mode=0o600)
-    path.write_text(url + "\n")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
+    # Written whole or not at all: a half-written file would stop every later run.
+    partial = path.with_suffix(".partial")
+    partial.touch(mode=0o600)
+    partial.write_text(url + "\n")
+    os.replace(partial, path)
     return url, credentials
+
+
+def _one_user_each(
+    directory: Path, setting: str, admin_url: str, prefix: str
+) -> list[tuple[ServiceGrants, str, Credentials]]:
+    """Every service's grants, URL and login for ``setting``; two services sharing a user
+    would share the last one's grants, so that is refused."""
+    logins = [
+        (grants, *service_credentials(directory, grants, setting, admin_url, prefix))
+        for grants in SERVICE_GRANTS
+    ]
+    users = [who.user for _, _, who in logins]
+    if len(set(users)) != len(users):
+        raise ValueError(f"two services' {setting} files name the same user: one user each")
+    return logins
 
 
 # --- Postgres -------------------------------------------------------------------------------
@@ -120,18 +146,23 @@ async def grant_database_role(
     """Create or update the role, then set its grants from nothing: a grant taken out of
     contracts/grants.py is revoked here too."""
     role = who.user
-    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-    verb = "ALTER" if exists else "CREATE"
-    # Identifiers and literals quoted by Postgres itself: DDL takes no parameters.
-    await conn.execute(
-        await conn.fetchval(
-            "SELECT format('%s ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L',"
-            " $1::text, $2::text, $3::text)",
-            verb,
-            role,
-            who.password,
-        )
+    found = await conn.fetchrow(
+        "SELECT rolsuper OR rolcreaterole OR rolcreatedb AS powerful FROM pg_roles"
+        " WHERE rolname = $1",
+        role,
     )
+    if found is not None and found["powerful"]:
+        raise ValueError(f"{role} may create roles or databases: not a service's login")
+    # Identifiers and literals quoted by Postgres itself: DDL takes no parameters. ALTER sets
+    # only the login and password: a managed Postgres's administrator is no superuser and may
+    # not name NOSUPERUSER, and an existing service role has none of those powers (above).
+    template = (
+        "SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)"
+        if found is not None
+        else "SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+        " PASSWORD %L', $1::text, $2::text)"
+    )
+    await conn.execute(await conn.fetchval(template, role, who.password))
     quoted = await conn.fetchval("SELECT quote_ident($1)", role)
     database = await conn.fetchval("SELECT quote_ident(current_database())")
     statements = [
@@ -162,8 +193,7 @@ async def provision_database(
     urls: dict[str, str] = {}
     conn = await asyncpg.connect(admin_url)
     try:
-        for grants in SERVICE_GRANTS:
-            url, who = service_credentials(directory, grants, "database_url", admin_url, prefix)
+        for grants, url, who in _one_user_each(directory, "database_url", admin_url, prefix):
             await grant_database_role(conn, grants, who)
             urls[grants.service] = url
     finally:
@@ -189,29 +219,51 @@ class BrokerPermissions:
     topics: dict[str, tuple[str, str]]
 
 
+def _either(patterns: list[str]) -> str:
+    """An anchored alternation of regular expressions; nothing at all when there are none."""
+    return "^(" + "|".join(patterns) + ")$" if patterns else "^$"
+
+
 def broker_permissions(grants: ServiceGrants) -> BrokerPermissions:
-    """Its own queues (``<service>.…`` and their DLQs), the events and dead-letter exchanges,
-    the delay levels it retries through; on the topic exchanges, only the routing keys of the
-    events it publishes and its own retries."""
-    own = re.escape(grants.queue_prefix) + r"[a-z0-9.-]+"
-    shared = [EVENTS.name, DEAD_LETTERS.name, DelayLevels.DELIVERY.name]
-    resources = (
-        "^("
-        + "|".join(
-            [*(re.escape(n) for n in shared), re.escape(DelayLevels.PREFIX) + r"\.[0-9]+", own]
-        )
-        + ")$"
-    )
-    published = _alternatives([event.routing_key() for event in grants.publishes])
-    bound = _alternatives([event.routing_key() for event in grants.binds]) if grants.binds else "^$"
-    # Through the delay levels: the delay's binary digits, then its own retries or its
-    # delayed events.
-    delayed = [re.escape("retry.") + own, *(re.escape(e.routing_key()) for e in grants.delays)]
-    through_delays = r"^([01]\.)+(" + "|".join(delayed) + ")$"
-    topics = {EVENTS.name: (published, bound)}
+    """What one service's user may do, with the topology declared by the administrator
+    (DECLARE_TOPOLOGY=false for the services):
+
+    - configure: its own queues (``<service>.…``), and ``incidentflow.events`` (its
+      publishes declare it); nothing shared besides: it can neither delete nor purge the delay
+      queues or the dead-letter exchange;
+    - write: its own queues (binding them), the exchanges it publishes to: events, the dead
+      letters, the delay levels (its retries and delayed events);
+    - read: its own queues, and the exchanges its queues bind to (events, and the delay exit
+      for a service with delayed routes), where topic permissions allow only its own keys.
+    """
+    own_queues = re.escape(grants.queue_prefix) + r"[a-z0-9.-]+"
+    events = re.escape(EVENTS.name)
+    delivery = re.escape(DelayLevels.DELIVERY.name)
+    levels = re.escape(DelayLevels.PREFIX) + r"\.[0-9]+"
+    delayed_routes = [route for route in grants.routes if route.delayed]
+    configure = _either([own_queues, events])
+    write = _either([own_queues, events, re.escape(DEAD_LETTERS.name), levels])
+    read = _either([own_queues, events, *([delivery] if delayed_routes else [])])
+    # Through the delay levels: the delay's binary digits, then a retry of one of its own
+    # queues, or one of its delayed events; exactly those names, nothing after them.
+    retries = [re.escape(retry_routing_key(route.queue_name)) for route in grants.routes]
+    through_delays = [*retries, *(re.escape(e.routing_key()) for e in grants.delays)]
+    level_write = r"^([01]\.)+(" + "|".join(through_delays) + ")$" if through_delays else "^$"
+    topics = {
+        EVENTS.name: (
+            _alternatives([e.routing_key() for e in grants.publishes]),
+            _alternatives([e.routing_key() for e in grants.binds]) if grants.binds else "^$",
+        ),
+        # Nobody publishes to the delay exit but the delay levels' dead-lettering; a service
+        # binds there only its delayed routes.
+        DelayLevels.DELIVERY.name: (
+            "^$",
+            _either([re.escape(route.binding_key) for route in delayed_routes]),
+        ),
+    }
     for level in range(DelayLevels.LEVELS):
-        topics[DelayLevels.exchange(level).name] = (through_delays, ".*")
-    return BrokerPermissions(resources, resources, resources, topics)
+        topics[DelayLevels.exchange(level).name] = (level_write, "^$")
+    return BrokerPermissions(configure, write, read, topics)
 
 
 def management_url(rabbitmq_url: str, configured: str | None = None) -> str:
@@ -222,6 +274,9 @@ def management_url(rabbitmq_url: str, configured: str | None = None) -> str:
     amqp = urlsplit(rabbitmq_url)
     host = amqp.hostname or "localhost"
     credentials = Credentials(unquote(amqp.username or "guest"), unquote(amqp.password or "guest"))
+    # A broker reached over TLS gets its administrator's password over TLS too.
+    if amqp.scheme == "amqps":
+        return _with_credentials(f"https://{host}:{MANAGEMENT_TLS_PORT}/", credentials)
     return _with_credentials(f"http://{host}:{MANAGEMENT_PORT}/", credentials)
 
 
@@ -297,10 +352,11 @@ def provision_broker(
     """Every service's user on the vhost ``admin_url`` names, and the dead-letter limits;
     service → its URL."""
     urls: dict[str, str] = {}
+    # The shared topology is the administrator's: the services' users may not declare it.
+    asyncio.run(declare_all(admin_url))
     with BrokerAdmin(api_url, vhost_of(admin_url)) as admin:
         admin.limit_dead_letters(limits)
-        for grants in SERVICE_GRANTS:
-            url, who = service_credentials(directory, grants, "rabbitmq_url", admin_url, prefix)
+        for grants, url, who in _one_user_each(directory, "rabbitmq_url", admin_url, prefix):
             admin.grant(who, broker_permissions(grants))
             urls[grants.service] = url
     return urls

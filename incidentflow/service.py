@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from contracts.events import Envelope
-from contracts.topology import Route
+from contracts.topology import Route, passive
 from incidentflow.asyncapi import service_document
 from incidentflow.batched_events import WholeBatch
 from incidentflow.batching import Batcher
@@ -95,7 +95,8 @@ class ServiceRuntime:
         way a service consumes: at start, the route's queue, its retry binding and its
         dead-letter queue are declared from what was consumed, so none can be forgotten."""
         self._routes[route.queue_name] = route
-        return self.broker.subscriber(route.queue, route.source)
+        source = route.source if self.settings.declare_topology else passive(route.source)
+        return self.broker.subscriber(route.queue, source)
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -147,7 +148,8 @@ class ServiceRuntime:
         configure_tracing(self.name, self.settings.otel_exporter_otlp_endpoint)
         self._check_every_subscriber_has_a_route()
         await self._connect()
-        await declare_routes(self.broker, self.routes)
+        if self.settings.declare_topology:
+            await declare_routes(self.broker, self.routes)
         for hook in self.on_connected:
             await hook()
         log.info("service starting", extra={"event": "start"})

@@ -137,6 +137,10 @@ class CommonSettings(BaseSettings):
     # Unacked messages per consumer; bounded so one slow step cannot hoard a queue.
     prefetch: int = Field(50, ge=1, le=1000)
     migrate_on_start: bool = Field(True, validation_alias=_unprefixed("MIGRATE_ON_START"))
+    # Declare the shared broker topology (exchanges, delay levels, dead-letter queues) at
+    # start; false where the administrator declared it (`incidentflow provision-roles`) and
+    # each service's own broker user may not.
+    declare_topology: bool = Field(True, validation_alias=_unprefixed("DECLARE_TOPOLOGY"))
     # How long a starting service waits for Postgres and RabbitMQ before it gives up and exits.
     startup_wait_seconds: float = Field(
         60.0, ge=0, le=3600, validation_alias=_unprefixed("STARTUP_WAIT_SECONDS")

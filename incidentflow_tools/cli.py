@@ -93,11 +93,13 @@ def provision_roles(
         "incidentflow"
     ),
 ) -> None:
-    """Create or update each service's Postgres role and RabbitMQ user with only its grants.
+    """Create or update each service's Postgres role and RabbitMQ user with only its grants,
+    and declare the broker topology they may not declare themselves.
 
     Run as the schema owner and the broker's administrator (DATABASE_URL, RABBITMQ_URL,
     RABBITMQ_MANAGEMENT_URL), after ``migrate``. Start each service with
-    ``SECRETS_DIR=<credentials>/<service>``."""
+    ``SECRETS_DIR=<credentials>/<service>``, ``MIGRATE_ON_START=false`` and
+    ``DECLARE_TOPOLOGY=false``."""
     from incidentflow.provisioning import (
         DeadLetterLimits,
         ProvisionSettings,

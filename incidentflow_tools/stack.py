@@ -42,13 +42,15 @@ class Stack:
     def use_credentials(self, directory: Path) -> None:
         """Each service logs in as its own user: ``directory/<service>/database_url`` and
         ``rabbitmq_url``, written by ``incidentflow provision-roles``. A service without
-        schema rights cannot migrate, so none tries."""
+        schema rights cannot migrate, nor declare the shared broker topology, so none tries
+        (provision-roles did both's part)."""
         for name in SERVICES:
             own = directory / name
             self.service_env[name] = {
                 "DATABASE_URL": (own / "database_url").read_text().strip(),
                 "RABBITMQ_URL": (own / "rabbitmq_url").read_text().strip(),
                 "MIGRATE_ON_START": "false",
+                "DECLARE_TOPOLOGY": "false",
             }
 
     @property

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 
 from contracts.events import Category, IncidentAcknowledged, IncidentReceived
-from contracts.topology import EVENTS, acknowledgement_queue
+from contracts.topology import EVENTS, acknowledgement_queue, passive
 from incidentflow.asyncapi import service_document
 from incidentflow.db import create_pool, migrate
 from incidentflow.heap import freeze_startup_heap
@@ -168,7 +168,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     per_caller = MovingWindow(settings.rate_limit_per_key)
     per_customer = MovingWindow(settings.rate_limit_per_customer)
 
-    @broker.subscriber(acknowledgement_queue(instance), EVENTS)
+    @broker.subscriber(
+        acknowledgement_queue(instance), EVENTS if settings.declare_topology else passive(EVENTS)
+    )
     async def on_acknowledged(event: IncidentAcknowledged) -> None:
         waiters.resolve(event.incident_id)
 

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from incidentflow.messaging import declare_all
 from incidentflow_tools.sandbox import own_database, own_vhost, service_logins
 from incidentflow_tools.stack import Stack
 from tests.conftest import DATABASE_URL
@@ -62,12 +60,11 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    """Six logins on a vhost and a database of their own, the topology declared by the
-    administrator (as `incidentflow topology` would)."""
+    """Six logins on a vhost and a database of their own; provisioning them declared the
+    topology as the administrator."""
     with (
         own_vhost(rabbitmq_url, "grants") as vhost_url,
         own_database(DATABASE_URL, "grants") as database_url,
         service_logins(vhost_url, database_url, tmp_path_factory.mktemp("logins")) as logins,
     ):
-        asyncio.run(declare_all(vhost_url))
         yield Servers(vhost_url, database_url, logins)

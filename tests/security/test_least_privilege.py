@@ -16,7 +16,7 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from contracts.events import IncidentScored, IncidentTicketed
 from contracts.grants import SERVICES
-from contracts.topology import EVENTS, NOTIFIER_TICKETED, SENTIMENT_RECEIVED
+from contracts.topology import DEAD_LETTERS, EVENTS, NOTIFIER_TICKETED, SENTIMENT_RECEIVED
 from tests.security.conftest import Servers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +124,78 @@ async def test_sentiment_cannot_slip_a_message_into_the_notifiers_queue_as_a_ret
 
 async def leave_it(message: AbstractIncomingMessage) -> None:
     await message.nack(requeue=True)
+
+
+@pytest.mark.parametrize(
+    "retry_of",
+    [
+        # another service's queue, its own as a prefix, and an event: all land elsewhere
+        NOTIFIER_TICKETED.queue_name,
+        f"{SENTIMENT_RECEIVED.queue_name}.retry.{NOTIFIER_TICKETED.queue_name}",
+        f"{SENTIMENT_RECEIVED.queue_name}.x",
+    ],
+)
+async def test_a_retry_key_names_exactly_one_of_its_own_queues(logins: Path, retry_of: str) -> None:
+    """The delay exit routes by the key's end (``#.retry.<queue>``, ``#.reminder.due.v1``):
+    a key with another queue's name after a service's own would reach that other queue."""
+    from contracts.topology import DelayLevels, retry_routing_key
+
+    async with await aio_pika.connect(url(logins, "sentiment", "rabbitmq_url")) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        level = await channel.get_exchange(DelayLevels.exchange(0).name, ensure=False)
+        with pytest.raises(ChannelAccessRefused):
+            await level.publish(
+                aio_pika.Message(b"{}"),
+                routing_key=DelayLevels.routing_key(1, retry_routing_key(retry_of)),
+            )
+
+
+async def test_no_service_publishes_to_the_delay_exit_directly(logins: Path) -> None:
+    from contracts.topology import DelayLevels, retry_routing_key
+
+    async with await aio_pika.connect(url(logins, "sentiment", "rabbitmq_url")) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exit_ = await channel.get_exchange(DelayLevels.DELIVERY.name, ensure=False)
+        with pytest.raises(ChannelAccessRefused):
+            await exit_.publish(
+                aio_pika.Message(b"{}"),
+                routing_key=retry_routing_key(SENTIMENT_RECEIVED.queue_name),
+            )
+
+
+@pytest.mark.parametrize("action", ["get", "purge", "delete"])
+async def test_no_service_reads_purges_or_deletes_the_shared_delay_queues(
+    logins: Path, action: str
+) -> None:
+    """They hold every service's retries (whole events) and the pending follow-ups."""
+    from contracts.topology import DelayLevels
+
+    async with await aio_pika.connect(url(logins, "notifier", "rabbitmq_url")) as connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(DelayLevels.queue(3).name, ensure=False)
+        with pytest.raises(ChannelAccessRefused):
+            if action == "get":
+                await queue.get(fail=False)
+            elif action == "purge":
+                await queue.purge()
+            else:
+                await queue.delete(if_unused=False, if_empty=False)
+
+
+async def test_no_service_binds_its_queue_to_anothers_dead_letters(logins: Path) -> None:
+    async with await aio_pika.connect(url(logins, "sentiment", "rabbitmq_url")) as connection:
+        channel = await connection.channel()
+        spy = await channel.declare_queue("sentiment.spy", durable=False, auto_delete=True)
+        with pytest.raises(ChannelAccessRefused):
+            await spy.bind(DEAD_LETTERS.name, routing_key=NOTIFIER_TICKETED.queue_name)
+
+
+async def test_no_service_binds_its_queue_to_every_event(logins: Path) -> None:
+    async with await aio_pika.connect(url(logins, "sentiment", "rabbitmq_url")) as connection:
+        channel = await connection.channel()
+        spy = await channel.declare_queue("sentiment.spy", durable=False, auto_delete=True)
+        with pytest.raises(ChannelAccessRefused):
+            await spy.bind(EVENTS.name, routing_key="#")
 
 
 async def consume_one(broker_url: str, queue_name: str) -> None:

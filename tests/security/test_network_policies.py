@@ -12,7 +12,7 @@ from tests.deploy.deploy_support import OVERLAYS, by_kind, matches, pod_labels, 
 
 INFRASTRUCTURE = {53, 5671, 5672, 5432}
 ALLOWED_PORTS = {
-    "migrate": INFRASTRUCTURE | {15672},  # provision-roles: the broker's management API
+    "migrate": INFRASTRUCTURE | {15672, 15671},  # provision-roles: the management API
     "retention": INFRASTRUCTURE,
     "ingest": INFRASTRUCTURE | {443},
     "sentiment": INFRASTRUCTURE,

@@ -35,25 +35,6 @@ MANAGEMENT_TLS_PORT = 15671
 DEAD_LETTER_POLICY = "incidentflow-dead-letters"
 
 
-class ProvisionSettings(CommonSettings):
-    """The administrators' connections (RABBITMQ_URL and DATABASE_URL: the broker's
-    administrator and the schema owner) and the broker's HTTP API."""
-
-    # Where RabbitMQ's management API answers; unset: port 15672 on RABBITMQ_URL's host,
-    # with RABBITMQ_URL's user and password.
-    rabbitmq_management_url: str | None = Field(
-        None, validation_alias=_unprefixed("RABBITMQ_MANAGEMENT_URL")
-    )
-    # Dead letters hold whole events (addresses, messages): kept this long at most, and at
-    # most this many per queue (beyond it the broker keeps the message in its work queue).
-    dead_letter_ttl_days: int = Field(
-        30, ge=1, le=3650, validation_alias=_unprefixed("DEAD_LETTER_TTL_DAYS")
-    )
-    dead_letter_max_length: int = Field(
-        100_000, ge=1, validation_alias=_unprefixed("DEAD_LETTER_MAX_LENGTH")
-    )
-
-
 @dataclass(frozen=True)
 class DeadLetterLimits:
     ttl_days: int = 30
@@ -71,6 +52,32 @@ class DeadLetterLimits:
                 "max-length": self.max_length,
             },
         }
+
+
+class ProvisionSettings(CommonSettings):
+    """The administrators' connections (RABBITMQ_URL and DATABASE_URL: the broker's
+    administrator and the schema owner) and the broker's HTTP API."""
+
+    # Where RabbitMQ's management API answers; unset: port 15672 on RABBITMQ_URL's host,
+    # with RABBITMQ_URL's user and password.
+    rabbitmq_management_url: str | None = Field(
+        None, validation_alias=_unprefixed("RABBITMQ_MANAGEMENT_URL")
+    )
+    # Dead letters hold whole events (addresses, messages): kept this long at most, and at
+    # most this many per queue (beyond it the broker keeps the message in its work queue).
+    dead_letter_ttl_days: int = Field(
+        DeadLetterLimits.ttl_days,
+        ge=1,
+        le=3650,
+        validation_alias=_unprefixed("DEAD_LETTER_TTL_DAYS"),
+    )
+    dead_letter_max_length: int = Field(
+        DeadLetterLimits.max_length, ge=1, validation_alias=_unprefixed("DEAD_LETTER_MAX_LENGTH")
+    )
+
+    @property
+    def dead_letter_limits(self) -> DeadLetterLimits:
+        return DeadLetterLimits(self.dead_letter_ttl_days, self.dead_letter_max_length)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -20,7 +19,7 @@ from services.reminder import cli as reminder_cli
 from services.sentiment import cli as sentiment_cli
 
 if TYPE_CHECKING:
-    import asyncpg
+    pass
 
 
 T = TypeVar("T")
@@ -101,7 +100,6 @@ def provision_roles(
     ``SECRETS_DIR=<credentials>/<service>``, ``MIGRATE_ON_START=false`` and
     ``DECLARE_TOPOLOGY=false``."""
     from incidentflow.provisioning import (
-        DeadLetterLimits,
         ProvisionSettings,
         management_url,
         provision_broker,
@@ -115,7 +113,7 @@ def provision_roles(
         management_url(settings.rabbitmq_url, settings.rabbitmq_management_url),
         credentials,
         prefix,
-        DeadLetterLimits(settings.dead_letter_ttl_days, settings.dead_letter_max_length),
+        settings.dead_letter_limits,
     )
     for service in roles:
         typer.echo(f"{service:<11} credentials in {credentials / service}")
@@ -201,13 +199,18 @@ def erase(
     """Erase a customer's (or expired incidents') email, phone and messages everywhere the
     database keeps them, and a customer's in the dead-letter queues (expired ones have
     expired there: DEAD_LETTER_TTL_DAYS)."""
+    from incidentflow.db import with_connection
     from incidentflow.erasure import erase_customer, erase_expired
 
     if (customer is None) == (not expired):
         raise typer.BadParameter("give --customer ID or --expired, one of them")
     who = operator or _os_user()
     if customer is not None:
-        incident_ids = asyncio.run(_with_conn(lambda conn: erase_customer(conn, customer, who)))
+        incident_ids = asyncio.run(
+            with_connection(
+                _settings().database_url, lambda conn: erase_customer(conn, customer, who)
+            )
+        )
         masked = asyncio.run(_erase_dead_letters(customer, [str(i) for i in incident_ids]))
         typer.echo(f"masked {masked} dead letters")
         erased = len(incident_ids)
@@ -215,7 +218,11 @@ def erase(
         days = _settings().retention_days
         # A transaction per batch: a large backlog does not hold its locks to the end.
         erased = asyncio.run(
-            _with_conn(lambda conn: erase_expired(conn, days, who), one_transaction=False)
+            with_connection(
+                _settings().database_url,
+                lambda conn: erase_expired(conn, days, who),
+                one_transaction=False,
+            )
         )
     typer.echo(f"erased the personal data of {erased} incidents")
 
@@ -235,14 +242,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # a container user with no passwd entry
         return "unknown"
-
-
-async def _with_conn(
-    work: Callable[[asyncpg.Connection], Awaitable[T]], *, one_transaction: bool = True
-) -> T:
-    from incidentflow.db import with_connection
-
-    return await with_connection(_settings().database_url, work, one_transaction=one_transaction)
 
 
 app.add_typer(dlq_app, name="dlq")

@@ -75,6 +75,9 @@ SERVICE_GRANTS: tuple[ServiceGrants, ...] = (
             "classification_corrections": "SELECT, INSERT",
             "notifications": "SELECT",
             "reminders": "SELECT",
+            # mail and texts in (services/ingest/intake/)
+            "incident_messages": "SELECT, INSERT",
+            "inbound_receipts": "SELECT, INSERT",
         },
         updates={
             "incidents": (
@@ -91,6 +94,7 @@ SERVICE_GRANTS: tuple[ServiceGrants, ...] = (
             "outbox_id_seq",
             "incident_reports_id_seq",
             "classification_corrections_id_seq",
+            "incident_messages_id_seq",
         ),
         publishes=(IncidentReceived,),
         also_binds=(IncidentAcknowledged,),

@@ -34,6 +34,10 @@ ERASE_STATEMENTS = (
     WHERE incident_id = ANY($1::uuid[])
     """,
     """
+    UPDATE incident_messages SET body = $2, sender = $2, attachments = '[]'
+    WHERE incident_id = ANY($1::uuid[])
+    """,
+    """
     UPDATE notifications
     SET message = $2, recipient = $2, recipient_key = NULL, last_error = NULL
     WHERE incident_id = ANY($1::uuid[])

@@ -171,6 +171,8 @@ def up(
     stack.start(with_mailbox=mail)
     stack.wait_ready()
     typer.echo(f"incidentflow is up: ingest at {stack.url('ingest')} (OpenAPI at /docs)")
+    if stack.intake_smtp_port is not None:
+        typer.echo(f"mail in: smtp://localhost:{stack.intake_smtp_port}")
 
 
 @app.command()

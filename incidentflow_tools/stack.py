@@ -33,6 +33,8 @@ class Stack:
     var_dir: Path = REPO_ROOT / "var"
     base_port: int = 8000
     mail_port: int = 1025
+    # Ingest's SMTP listener for mail in (INTAKE_SMTP_PORT); None: none.
+    intake_smtp_port: int | None = 2525
     env: dict[str, str] = field(default_factory=dict)
     # Where the dev inbox keeps mails; var_dir/mail unless set.
     mail_root: Path | None = None
@@ -113,6 +115,7 @@ class Stack:
         if with_mailbox:
             env.setdefault("SMTP_HOST", "127.0.0.1")
             env.setdefault("SMTP_PORT", str(self.mail_port))
+        intake = {"INTAKE_SMTP_PORT": str(self.intake_smtp_port or "off")}
         for name, command in self.commands(with_mailbox).items():
             if self.pid(name) is not None:
                 continue
@@ -120,7 +123,11 @@ class Stack:
             process = subprocess.Popen(
                 command,
                 cwd=REPO_ROOT,
-                env={**env, **self.service_env.get(name, {})},
+                env={
+                    **env,
+                    **(intake if name == "ingest" else {}),
+                    **self.service_env.get(name, {}),
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -67,6 +67,8 @@ reachable "$PG_HOST" "$PG_PORT" || start_postgres
 if [ "${ENABLE_MANAGEMENT:-1}" = 1 ] && command -v rabbitmq-plugins >/dev/null 2>&1 \
    && { [ "$RMQ_HOST" = localhost ] || [ "$RMQ_HOST" = 127.0.0.1 ]; }; then
   rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 || true
+  # Enabling returns before the listener is up; provisioning and the tests need it.
+  wait_for "RabbitMQ management" "$RMQ_HOST" 15672
 fi
 mkdir -p "$(dirname "$SERVICES_ENV")"
 printf 'RABBITMQ_URL=%s\nDATABASE_URL=%s\n' "$RABBITMQ_URL" "$DATABASE_URL" > "$SERVICES_ENV"

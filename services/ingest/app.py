@@ -42,6 +42,10 @@ from services.ingest.auth import Authenticator, Principal, require
 from services.ingest.bodylimit import RequestBodyGuard
 from services.ingest.deadletters import dead_letter_counts
 from services.ingest.docs import serve_docs
+from services.ingest.intake import smtp as smtp_intake
+from services.ingest.intake.imap import reading_mailbox
+from services.ingest.intake.receive import Intake
+from services.ingest.intake.twilio import add_twilio_webhook
 from services.ingest.internal import internal_app, serving
 from services.ingest.keys import Scope
 from services.ingest.ratelimit import MovingWindow
@@ -83,11 +87,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such incident"}
 }
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
-
-
-def fingerprint(message: str) -> str:
-    """The same report whatever its case and spacing: what duplicate detection compares."""
-    return hashlib.sha256(" ".join(message.casefold().split()).encode()).hexdigest()
 
 
 def _printable(value: object) -> str | int:
@@ -205,11 +204,26 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         starter = asyncio.create_task(keep_broker_started())
         relay.start()
         try:
-            async with contextlib.AsyncExitStack() as internal_server:
+            async with contextlib.AsyncExitStack() as servers:
                 if internal is not None and settings.health_port is not None:
-                    await internal_server.enter_async_context(
+                    await servers.enter_async_context(
                         serving(internal, settings.internal_host, settings.health_port)
                     )
+                if settings.intake_smtp_port is not None:
+                    await servers.enter_async_context(
+                        smtp_intake.listening(
+                            intake,
+                            settings.intake_smtp_host,
+                            settings.intake_smtp_port,
+                            max_bytes=settings.intake_smtp_max_bytes,
+                            own_address=settings.mail_from,
+                            tls=smtp_intake.tls_context(
+                                settings.intake_smtp_tls_cert, settings.intake_smtp_tls_key
+                            ),
+                        )
+                    )
+                if settings.intake_imap_url is not None:
+                    await servers.enter_async_context(reading_mailbox(intake, settings))
                 freeze_startup_heap()
                 yield
         finally:
@@ -277,6 +291,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             return principal
 
         return Depends(within_rate)
+
+    # Mail and texts in (services/ingest/intake/): the same store and outbox as the API's.
+    intake = Intake(pool, lambda: relay().wake(), settings)
+    add_twilio_webhook(app, intake, settings)
 
     submitter = caller("submit")
     # Reading every customer's incidents and changing them are separate grants.
@@ -416,7 +434,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         """A new incident, or the repeat of the customer's open one linked to it. A new one
         is one statement: in its own transaction, or the caller's."""
         existing = await store.record_report(
-            conn, event, fingerprint(event.message), settings.duplicate_window_seconds
+            conn, event, store.fingerprint(event.message), settings.duplicate_window_seconds
         )
         if existing is None:
             return store.IdempotentOutcome(request_hash, event.incident_id, duplicate=False)

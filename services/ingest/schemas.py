@@ -143,6 +143,26 @@ class IncidentSummary(BaseModel):
     resolved_at: datetime | None
 
 
+class Attachment(BaseModel):
+    filename: str
+    content_type: str
+    size: int = Field(description="bytes; 0 when the provider did not say")
+
+
+class ConversationMessage(BaseModel):
+    """One message of the incident's conversation: the customer's (``in``) or ours (``out``)."""
+
+    direction: Literal["in", "out"]
+    channel: str
+    body: str
+    at: datetime
+    attachments: list[Attachment] = Field(description="listed, never stored")
+    kind: str | None = Field(None, description="out: ack, reminder")
+    status: str | None = Field(None, description="out: the notification's status")
+    language: str | None = Field(None, description="in: the first message's, when scored")
+    sentiment: Sentiment | None = Field(None, description="in: the first message's, when scored")
+
+
 class IncidentState(IncidentSummary):
     """Everything known about one incident."""
 
@@ -160,6 +180,10 @@ class IncidentState(IncidentSummary):
     reminder: ReminderState | None
     reminders: list[ReminderState]
     corrections: list[Correction]
+    messages: list[ConversationMessage] = Field(
+        description="the conversation in order: the first message, the customer's later "
+        "messages (mail replies, texts), and what was sent to the customer"
+    )
     audit: list[AuditEntry]
 
 

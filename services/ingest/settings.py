@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Self
 
 from limits import parse
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from incidentflow.settings import CommonSettings, list_of_strings
+from services.ingest.intake.mailbox import Mailbox
 from services.ingest.keys import ApiKey
 
 
@@ -51,6 +52,64 @@ class IngestSettings(CommonSettings):
     # A customer repeating an open incident's message within this window is linked to it.
     duplicate_window_seconds: int = Field(3600, ge=0)
 
+    # Mail and texts in (services/ingest/intake/, docs/adr/0052). The SMTP listener for a
+    # provider that forwards the company's support mail: "off" (or empty) for none.
+    intake_smtp_port: int | None = Field(
+        2525, ge=1, le=65535, validation_alias=AliasChoices("INTAKE_SMTP_PORT")
+    )
+    intake_smtp_host: str = Field("0.0.0.0", validation_alias=AliasChoices("INTAKE_SMTP_HOST"))
+    # A mail larger than this is refused at DATA (552), attachments included.
+    intake_smtp_max_bytes: int = Field(
+        10_485_760, ge=1024, le=100_000_000, validation_alias=AliasChoices("INTAKE_SMTP_MAX_BYTES")
+    )
+    # STARTTLS is offered when both are set (PEM files).
+    intake_smtp_tls_cert: FilePath | None = Field(
+        None, validation_alias=AliasChoices("INTAKE_SMTP_TLS_CERT")
+    )
+    intake_smtp_tls_key: FilePath | None = Field(
+        None, validation_alias=AliasChoices("INTAKE_SMTP_TLS_KEY")
+    )
+    # A mailbox ingest reads (services/ingest/intake/imap.py): imaps://user@host/INBOX.
+    intake_imap_url: str | None = Field(None, validation_alias=AliasChoices("INTAKE_IMAP_URL"))
+    intake_imap_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("INTAKE_IMAP_PASSWORD")
+    )
+    # Where a mail goes once it is stored (made when missing).
+    intake_imap_done_folder: str = Field(
+        "Processed", min_length=1, validation_alias=AliasChoices("INTAKE_IMAP_DONE_FOLDER")
+    )
+    # How often a server without IDLE is asked for new mail.
+    intake_imap_poll_seconds: float = Field(
+        5.0, gt=0, le=3600, validation_alias=AliasChoices("INTAKE_IMAP_POLL_SECONDS")
+    )
+    # A private CA for the mailbox's certificate (imaps); the system's CAs otherwise.
+    intake_imap_ca_file: FilePath | None = Field(
+        None, validation_alias=AliasChoices("INTAKE_IMAP_CA_FILE")
+    )
+    # Our own sender (the notifier's MAIL_FROM): a mail from it is a loop, never answered.
+    mail_from: str = Field(
+        "Customer Support <support@company.com>",
+        validation_alias=AliasChoices("MAIL_FROM", "NOTIFIER_MAIL_FROM"),
+    )
+    # Twilio's webhook (POST /webhooks/twilio) is refused (404) without the account's token.
+    twilio_auth_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN")
+    )
+    # The public URL Twilio calls, when a proxy in front changes scheme, host or path
+    # (https://support.example.com/webhooks/twilio): the signature covers the URL Twilio used.
+    intake_twilio_url: str | None = Field(None, validation_alias=AliasChoices("INTAKE_TWILIO_URL"))
+    # A text joins the sender's open incident from this many hours back, else opens one.
+    intake_text_join_hours: float = Field(
+        72.0, gt=0, le=24 * 365, validation_alias=AliasChoices("INTAKE_TEXT_JOIN_HOURS")
+    )
+
+    @field_validator("intake_smtp_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:
@@ -80,6 +139,12 @@ class IngestSettings(CommonSettings):
                 "ENV=production needs INGEST_API_KEYS (or INGEST_JWT_ISSUER): "
                 "the ingest API must not run open"
             )
+        if self.intake_imap_url is not None:
+            Mailbox.parse(self.intake_imap_url)  # ValueError saying what it should look like
+            if self.intake_imap_password is None:
+                raise ValueError("INTAKE_IMAP_URL needs INTAKE_IMAP_PASSWORD (or _FILE)")
+        if (self.intake_smtp_tls_cert is None) != (self.intake_smtp_tls_key is None):
+            raise ValueError("INTAKE_SMTP_TLS_CERT and INTAKE_SMTP_TLS_KEY go together")
         if self.env == "production" and self.api_keys and self.api_key_secret is None:
             # Plain SHA-256 digests of keys someone chose can be tried offline against
             # guesses by whoever reads the settings; HMAC digests need the server's secret.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,12 @@ from typing import Any
 import asyncpg
 
 from contracts.events import IncidentReceived
+from services.ingest.intake.store import conversation
+
+
+def fingerprint(message: str) -> str:
+    """The same report whatever its case and spacing: what duplicate detection compares."""
+    return hashlib.sha256(" ".join(message.casefold().split()).encode()).hexdigest()
 
 
 async def record_report(
@@ -200,6 +207,7 @@ async def incident_details(
             incident_id,
         )
     ]
+    state["messages"] = await conversation(conn, incident_id)
     state["audit"] = [
         dict(r)
         for r in await conn.fetch(

@@ -68,11 +68,16 @@ class ComposedEmail(Email):
 
 
 def channels_for(
-    channel: str, category: Category | None, rules: Mapping[Category, Sequence[str]]
+    channel: str,
+    category: Category | None,
+    rules: Mapping[Category, Sequence[str]],
+    *,
+    has_email: bool = True,
 ) -> list[str]:
-    """Email, the customer's own text channel, and whatever the category's rule adds."""
+    """Email, the customer's own text channel, and whatever the category's rule adds. An
+    incident that came in by text without an address (the Twilio intake) has no email."""
     wanted = {"email", channel, *(rules.get(category, ()) if category else ())}
-    return ["email", *(c for c in TEXT_CHANNELS if c in wanted)]
+    return ["email"] * has_email + [c for c in TEXT_CHANNELS if c in wanted]
 
 
 # At most this much of the customer's message is quoted back to them (NOTIFIER_QUOTE_MESSAGE).

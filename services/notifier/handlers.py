@@ -40,7 +40,9 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             created_at=event.created_at,
             language=event.language,
         )
-        channels = channels_for(event.channel, event.classification, rules)
+        channels = channels_for(
+            event.channel, event.classification, rules, has_email=bool(event.email)
+        )
         return await notifier.acknowledge(view, channels, event.phone, final=final)
 
     async def announce(event: IncidentTicketed, reached: list[str]) -> None:

@@ -194,8 +194,10 @@ def test_services_and_budgets_select_their_pods(overlay: str) -> None:
         service = services[name]
         assert matches({"matchLabels": service["spec"]["selector"]}, labels), name
         container = app_container(deployments[name])
-        for port in service["spec"]["ports"]:
-            assert container_port(container, port["targetPort"]) == 8000, name
+        # Each service's HTTP port; ingest's mail intake besides (INTAKE_SMTP_PORT).
+        expected = {8000, 2525} if name == "ingest" else {8000}
+        ports = {container_port(container, p["targetPort"]) for p in service["spec"]["ports"]}
+        assert ports == expected, name
         assert matches(budgets[name]["spec"]["selector"], labels), name
         others = [
             other
@@ -301,7 +303,7 @@ def test_only_ingest_is_reachable_from_outside(overlay: str) -> None:
         ]
         if name == "ingest":
             ports = {port["port"] for rule in open_rules for port in rule.get("ports", [])}
-            assert ports == {8000}, "ingest's HTTP port, and only it"
+            assert ports == {8000, 2525}, "ingest's HTTP port and its mail intake, and only them"
         else:
             assert open_rules == [], f"{name} is reachable from outside"
     for service in by_kind(docs, "Service").values():

@@ -53,6 +53,7 @@ def running_stack(
         var_dir=var_dir,
         base_port=free_port_block(6),
         mail_port=free_port(),
+        intake_smtp_port=free_port(),
         env={
             "LOG_LEVEL": "INFO",
             # The tests submit as one customer from one address, far faster than a person.

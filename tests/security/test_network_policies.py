@@ -14,7 +14,7 @@ INFRASTRUCTURE = {53, 5671, 5672, 5432}
 ALLOWED_PORTS = {
     "migrate": INFRASTRUCTURE | {15672, 15671},  # provision-roles: the management API
     "retention": INFRASTRUCTURE,
-    "ingest": INFRASTRUCTURE | {443},
+    "ingest": INFRASTRUCTURE | {443, 993},  # 993: the mailbox it reads (INTAKE_IMAP_URL)
     "sentiment": INFRASTRUCTURE,
     "classifier": INFRASTRUCTURE | {443},
     "ticketing": INFRASTRUCTURE | {443},

@@ -9,7 +9,6 @@ import asyncpg
 
 from contracts.events import IncidentClassified, IncidentReceived, IncidentScored
 from services.ingest import store as ingest_store
-from services.ingest.app import fingerprint
 
 
 async def stored_incident(
@@ -26,7 +25,7 @@ async def stored_incident(
         trace=trace or {},
     )
     async with pool.acquire() as conn, conn.transaction():
-        await ingest_store.record_report(conn, event, fingerprint(event.message), 0)
+        await ingest_store.record_report(conn, event, ingest_store.fingerprint(event.message), 0)
     return event
 
 

@@ -289,6 +289,8 @@ def test_channels_follow_the_customer_plus_email_and_the_category_rules() -> Non
     assert channels_for("whatsapp", "other", rules) == ["email", "whatsapp"]
     assert channels_for("email", "fraud_report", rules) == ["email", "sms"]
     assert channels_for("whatsapp", "fraud_report", rules) == ["email", "sms", "whatsapp"]
+    # A text that came in without an address is answered by text alone.
+    assert channels_for("sms", "other", rules, has_email=False) == ["sms"]
     assert channels_for("sms", "fraud_report", {}) == ["email", "sms"]
 
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test security install services migrate lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos eval-foreign translations
+.PHONY: up down logs test test-tools security install services migrate lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos eval-foreign translations
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(STAMP)
 services:
 	./scripts/ensure-services.sh
 
+test-tools:
+	./scripts/ensure-test-tools.sh
+
 migrate: install services
 	$(WITH_SERVICES) $(BIN)/incidentflow migrate
 
@@ -30,7 +33,7 @@ up: migrate
 	$(WITH_SERVICES) $(BIN)/incidentflow provision-roles --credentials var/credentials
 	$(WITH_SERVICES) $(BIN)/incidentflow up --credentials var/credentials
 	@echo "Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
-	@echo "Dev inbox: var/mail/*.eml    Logs: make logs    Stop: make down"
+	@echo "Dev inbox: var/mail/*.eml    Mail in: smtp://localhost:2525    Logs: make logs    Stop: make down"
 	@echo "Try it:"
 	@echo "  curl -s -X POST http://localhost:8000/api/incidents -H 'Content-Type: application/json' -d '{\"customer_id\": \"99876\", \"channel\": \"email\", \"message\": \"I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!\", \"email\": \"test@example.com\"}'"
 
@@ -40,7 +43,7 @@ down:
 logs:
 	tail -n 50 -F var/log/*.log
 
-test: install services
+test: install services test-tools
 	@$(WITH_SERVICES) $(PY) scripts/server_versions.py
 	$(WITH_SERVICES) $(BIN)/pytest -q
 

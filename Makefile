@@ -83,7 +83,7 @@ translations: install
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header \
 		-o services/notifier/locale/messages.pot .
 	for po in services/notifier/locale/*.po; do \
-		$(BIN)/pybabel update --no-location --omit-header --no-fuzzy-matching \
+		$(BIN)/pybabel update --no-fuzzy-matching --no-wrap \
 			-i services/notifier/locale/messages.pot -o $$po -l $$(basename $$po .po); done
 
 COUNT ?= 1000000

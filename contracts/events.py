@@ -90,6 +90,21 @@ class IncidentReceived(Event):
     created_at: datetime
 
 
+class IncidentMessageReceived(Event):
+    """The customer wrote again on an incident (a reply mail, another text): scored by
+    sentiment, added to the ticket by ticketing, and the follow-up's clock restarted."""
+
+    name: ClassVar[str] = "incident.message_received"
+
+    # incident_messages.id: what each step's write is keyed on.
+    message_id: int
+    channel: Channel
+    message: str
+    received_at: datetime
+    # The message reopened a resolved incident.
+    reopened: bool = False
+
+
 class IncidentScored(IncidentReceived):
     """Sentiment scored the message."""
 

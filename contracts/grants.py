@@ -18,6 +18,7 @@ from contracts.events import (
     Envelope,
     IncidentAcknowledged,
     IncidentClassified,
+    IncidentMessageReceived,
     IncidentReceived,
     IncidentScored,
     IncidentTicketed,
@@ -96,13 +97,16 @@ SERVICE_GRANTS: tuple[ServiceGrants, ...] = (
             "classification_corrections_id_seq",
             "incident_messages_id_seq",
         ),
-        publishes=(IncidentReceived,),
+        publishes=(IncidentReceived, IncidentMessageReceived),
         also_binds=(IncidentAcknowledged,),
     ),
     ServiceGrants(
         "sentiment",
-        tables={**_AUDIT, "incidents": "SELECT"},
-        updates={"incidents": ("sentiment", "polarity", "language", "scored_at")},
+        tables={**_AUDIT, "incidents": "SELECT", "incident_messages": "SELECT"},
+        updates={
+            "incidents": ("sentiment", "polarity", "language", "scored_at", "sentiment_trend"),
+            "incident_messages": ("sentiment", "polarity", "language", "scored_at"),
+        },
         sequences=_AUDIT_SEQUENCES,
         publishes=(IncidentScored,),
     ),
@@ -124,11 +128,20 @@ SERVICE_GRANTS: tuple[ServiceGrants, ...] = (
     ),
     ServiceGrants(
         "ticketing",
-        tables={**_AUDIT, "incidents": "SELECT", "local_tickets": "SELECT, INSERT"},
+        tables={
+            **_AUDIT,
+            "incidents": "SELECT",
+            "local_tickets": "SELECT, INSERT",
+            "local_ticket_comments": "SELECT, INSERT",
+        },
         updates={
             "incidents": ("ticket_id", "ticket_fallback", "ticketed_at", "ticket_reconcile_after")
         },
-        sequences=(*_AUDIT_SEQUENCES, "local_tickets_number_seq"),
+        sequences=(
+            *_AUDIT_SEQUENCES,
+            "local_tickets_number_seq",
+            "local_ticket_comments_id_seq",
+        ),
         publishes=(IncidentTicketed,),
     ),
     ServiceGrants(

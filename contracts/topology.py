@@ -20,6 +20,7 @@ from contracts.events import (
     Envelope,
     IncidentAcknowledged,
     IncidentClassified,
+    IncidentMessageReceived,
     IncidentReceived,
     IncidentScored,
     IncidentTicketed,
@@ -60,7 +61,9 @@ class Route:
 
     @property
     def queue_name(self) -> str:
-        return f"{self.service}.{self.event.name.replace('.', '-')}"
+        # Letters, digits, dots and dashes only: what a service's broker user may name
+        # (incidentflow/provisioning.py) and the dead-letter policy's pattern matches.
+        return f"{self.service}.{self.event.name.replace('.', '-').replace('_', '-')}"
 
     @property
     def routing_key(self) -> str:
@@ -122,6 +125,10 @@ NOTIFIER_REMINDER = Route("notifier", ReminderRequested)
 REMINDER_TICKETED = Route("reminder", IncidentTicketed)
 REMINDER_DUE = Route("reminder", ReminderDue, delayed=True)
 REMINDER_TICK = Route("reminder", ReminderTick, delayed=True)
+# The customer's later messages (services/ingest/intake/).
+SENTIMENT_MESSAGE = Route("sentiment", IncidentMessageReceived)
+TICKETING_MESSAGE = Route("ticketing", IncidentMessageReceived)
+REMINDER_MESSAGE = Route("reminder", IncidentMessageReceived)
 
 WORK_ROUTES: tuple[Route, ...] = (
     SENTIMENT_RECEIVED,
@@ -132,6 +139,9 @@ WORK_ROUTES: tuple[Route, ...] = (
     REMINDER_TICKETED,
     REMINDER_DUE,
     REMINDER_TICK,
+    SENTIMENT_MESSAGE,
+    TICKETING_MESSAGE,
+    REMINDER_MESSAGE,
 )
 
 

@@ -38,6 +38,9 @@ ERASE_STATEMENTS = (
     WHERE incident_id = ANY($1::uuid[])
     """,
     """
+    UPDATE local_ticket_comments SET body = $2 WHERE incident_id = ANY($1::uuid[])
+    """,
+    """
     UPDATE notifications
     SET message = $2, recipient = $2, recipient_key = NULL, last_error = NULL
     WHERE incident_id = ANY($1::uuid[])

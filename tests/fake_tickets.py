@@ -4,6 +4,12 @@ A real HTTP server: it honours ``Idempotency-Key`` (same key → the same ticket
 again), answers Jira's JQL search by label, records every request as it arrived, and can be
 told to fail (5xx), throttle (429 + Retry-After), hang, or be down — refusing connections
 (``down()``) or accepting and dropping them (``down(reset=True)``, which counts the calls).
+
+Comments on a ticket it created, as each API takes them: REST ``POST …/{id}/comments``
+(201, deduplicated by ``Idempotency-Key``), Zendesk ``PUT /api/v2/tickets/{id}.json`` with
+``{"ticket": {"comment": …}}`` (200, ticket and audit; Zendesk documents its key for creates
+only, so none here), Jira ``POST /rest/api/3/issue/{key}/comment`` (201, no key). A comment on
+a ticket it does not know answers 404. Faults apply to comments as to creates.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from tests.fakes import InFlight, JsonHandler, LoopbackServer, Received
 
@@ -24,6 +31,30 @@ REST_PATH = "/api/tickets"
 ZENDESK_PATH = "/api/v2/tickets.json"
 JIRA_ISSUE_PATH = "/rest/api/3/issue"
 JIRA_SEARCH_PATH = "/rest/api/3/search/jql"
+
+_REST_COMMENTS = re.compile(re.escape(REST_PATH) + r"/([^/?]+)/comments")
+_ZENDESK_TICKET = re.compile(r"/api/v2/tickets/([^/?]+)\.json")
+_JIRA_COMMENTS = re.compile(re.escape(JIRA_ISSUE_PATH) + r"/([^/?]+)/comment")
+# Where a comment goes, per API, and by which method.
+_COMMENT_ROUTES = (
+    ("rest", "POST", _REST_COMMENTS),
+    ("zendesk", "PUT", _ZENDESK_TICKET),
+    ("jira", "POST", _JIRA_COMMENTS),
+)
+# The APIs that answer a repeated Idempotency-Key on a comment with the first comment.
+_COMMENT_KEYS_HONOURED = frozenset({"rest"})
+
+
+def rest_comments_path(ticket_id: str) -> str:
+    return f"{REST_PATH}/{quote(ticket_id, safe='')}/comments"
+
+
+def zendesk_ticket_path(ticket_id: str) -> str:
+    return f"/api/v2/tickets/{quote(ticket_id, safe='')}.json"
+
+
+def jira_comments_path(key: str) -> str:
+    return f"{JIRA_ISSUE_PATH}/{quote(key, safe='')}/comment"
 
 
 @dataclass
@@ -47,10 +78,19 @@ class Ticket:
 
 
 @dataclass
+class Comment:
+    id: str
+    ticket_id: str
+    kind: str
+    body: Any  # the request's JSON, as it arrived
+
+
+@dataclass
 class FakeTicketApi:
     rest_id_field: str = "id"
     received: list[Received] = field(default_factory=list)
     tickets: list[Ticket] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     # Connections accepted and dropped while down(reset=True).
     dropped: int = 0
@@ -78,6 +118,10 @@ class FakeTicketApi:
     def tickets_for(self, incident_id: object) -> list[Ticket]:
         with self._lock:
             return [t for t in self.tickets if t.incident_id == str(incident_id)]
+
+    def comments_on(self, ticket_id: str) -> list[Comment]:
+        with self._lock:
+            return [c for c in self.comments if c.ticket_id == ticket_id]
 
     def requests_to(self, path: str) -> list[Received]:
         with self._lock:
@@ -141,7 +185,7 @@ class FakeTicketApi:
         return fault.status, {"error": "injected"}, headers, fault.hang
 
     def _route(self, request: Received) -> tuple[int, Any, dict[str, str]]:
-        if request.method != "POST":
+        if request.method not in ("POST", "PUT"):
             return 405, {"error": "method"}, {}
         try:
             body = request.json()
@@ -149,6 +193,14 @@ class FakeTicketApi:
             # A client killed mid-request leaves a short or empty body: answer as a real API
             # would, without a traceback in the chaos run's output.
             return 400, {"error": "body is not JSON"}, {}
+        for api, method, pattern in _COMMENT_ROUTES:
+            match = pattern.fullmatch(request.path)
+            if match is not None:
+                if request.method != method:
+                    return 405, {"error": "method"}, {}
+                return self._comment(api, unquote(match.group(1)), request, body)
+        if request.method != "POST":
+            return 405, {"error": "method"}, {}
         if request.path == JIRA_SEARCH_PATH:
             return 200, self._search(body), {}
         kind = {REST_PATH: "rest", ZENDESK_PATH: "zendesk", JIRA_ISSUE_PATH: "jira"}.get(
@@ -168,6 +220,60 @@ class FakeTicketApi:
             if key is not None:
                 self._replies[key] = (201, reply)
         return 201, reply, {}
+
+    def _comment(
+        self, kind: str, ticket_id: str, request: Received, body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        header = request.headers.get("idempotency-key")
+        key = (
+            (request.path, header)
+            if header is not None and kind in _COMMENT_KEYS_HONOURED
+            else None
+        )
+        with self._lock:
+            if key is not None and key in self._replies:
+                status, reply = self._replies[key]
+                return status, reply, {"X-Idempotent-Replay": "true"}
+            ticket = next((t for t in self.tickets if t.kind == kind and t.id == ticket_id), None)
+            if ticket is None:
+                return 404, _not_found(kind), {}
+            refused = _refused_comment(kind, body)
+            if refused is not None:
+                return 400, refused, {}
+            comment = Comment(str(len(self.comments) + 1), ticket_id, kind, body)
+            self.comments.append(comment)
+            status, reply = self._commented(ticket, comment)
+            if key is not None:
+                self._replies[key] = (status, reply)
+        return status, reply, {}
+
+    def _commented(self, ticket: Ticket, comment: Comment) -> tuple[int, Any]:
+        if ticket.kind == "rest":
+            return 201, {self.rest_id_field: comment.id, "ticket_id": ticket.id}
+        if ticket.kind == "zendesk":
+            note = comment.body["ticket"]["comment"]
+            return 200, {
+                "ticket": {"id": int(ticket.id), **ticket.body["ticket"]},
+                "audit": {
+                    "id": 5000 + int(comment.id),
+                    "ticket_id": int(ticket.id),
+                    "events": [
+                        {
+                            "id": 6000 + int(comment.id),
+                            "type": "Comment",
+                            "body": note["body"],
+                            "public": note.get("public", True),
+                        }
+                    ],
+                },
+            }
+        comment_id = str(20000 + int(comment.id))
+        return 201, {
+            "id": comment_id,
+            "self": f"{self.url}{JIRA_ISSUE_PATH}/{ticket.id}/comment/{comment_id}",
+            "body": comment.body["body"],
+            "created": "2025-11-09T10:00:00.000+0000",
+        }
 
     def _create(self, kind: str, number: int, body: Any) -> tuple[str, Any]:
         if kind == "rest":
@@ -194,6 +300,32 @@ class FakeTicketApi:
                 and label.group(1) in t.body["fields"]["labels"]
             ]
         return {"issues": issues[: int(body.get("maxResults", 50))], "isLast": True}
+
+
+def _not_found(kind: str) -> Any:
+    if kind == "zendesk":
+        return {"error": "RecordNotFound", "description": "Not found"}
+    if kind == "jira":
+        return {
+            "errorMessages": ["Issue does not exist or you do not have permission to see it."],
+            "errors": {},
+        }
+    return {"error": "no such ticket"}
+
+
+def _refused_comment(kind: str, body: Any) -> Any | None:
+    """What the API says of a comment without its body (None: it takes the comment)."""
+    if kind == "rest":
+        ok = isinstance(body, dict) and isinstance(body.get("body"), str) and bool(body["body"])
+    elif kind == "zendesk":
+        ticket = body.get("ticket") if isinstance(body, dict) else None
+        comment = ticket.get("comment") if isinstance(ticket, dict) else None
+        ok = isinstance(comment, dict) and isinstance(comment.get("body"), str)
+    else:
+        # v3 takes Atlassian Document Format only: a plain string is refused.
+        document = body.get("body") if isinstance(body, dict) else None
+        ok = isinstance(document, dict) and document.get("type") == "doc"
+    return None if ok else {"error": "comment body missing or malformed"}
 
 
 def _incident_of(kind: str, body: Any) -> str:
@@ -247,6 +379,7 @@ def _handler(api: FakeTicketApi) -> type[JsonHandler]:
             self.send_json(status, body, headers)
 
         do_GET = do_POST
+        do_PUT = do_POST
 
     return Handler
 

@@ -159,8 +159,8 @@ class ConversationMessage(BaseModel):
     attachments: list[Attachment] = Field(description="listed, never stored")
     kind: str | None = Field(None, description="out: ack, reminder")
     status: str | None = Field(None, description="out: the notification's status")
-    language: str | None = Field(None, description="in: the first message's, when scored")
-    sentiment: Sentiment | None = Field(None, description="in: the first message's, when scored")
+    language: str | None = Field(None, description="in: once scored")
+    sentiment: Sentiment | None = Field(None, description="in: once scored")
 
 
 class IncidentState(IncidentSummary):
@@ -180,6 +180,11 @@ class IncidentState(IncidentSummary):
     reminder: ReminderState | None
     reminders: list[ReminderState]
     corrections: list[Correction]
+    sentiment_trend: Literal["worsening", "improving", "steady"] | None = Field(
+        None,
+        description="how the customer's mood moved from the first message to the latest "
+        "later one scored; null before the customer writes again",
+    )
     messages: list[ConversationMessage] = Field(
         description="the conversation in order: the first message, the customer's later "
         "messages (mail replies, texts), and what was sent to the customer"

@@ -142,7 +142,7 @@ INCIDENT_COLUMNS = """
     classification, confidence, reason, classifier_model, needs_review, ticket_id,
     CASE WHEN ticket_id IS NOT NULL THEN ticket_fallback END AS ticket_fallback, repeat_reports,
     reminder_sent, created_at, scored_at, classified_at, ticketed_at, acknowledged_at,
-    resolved_at
+    resolved_at, sentiment_trend
 """
 
 

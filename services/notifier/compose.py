@@ -276,8 +276,9 @@ def _multipart_alternative(headers: str, text: str, html: str, boundary: str) ->
     return b"".join(parts)
 
 
-def text_message(view: IncidentView) -> str:
-    template = templates(supported(view.language)).get_template("ack_sms.txt.j2")
+def text_message(view: IncidentView, kind: NotificationKind = "ack") -> str:
+    """The text of ``kind`` (ack, reminder) about ``view``, on one line."""
+    template = templates(supported(view.language)).get_template(f"{kind}_sms.txt.j2")
     return template.render(ticket_id=one_line(view.ticket_id)).strip()
 
 

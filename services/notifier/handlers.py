@@ -102,8 +102,12 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
             to = notifier.settings.escalation_address
             await notifier.send_email(view, "escalation", to=to, final=final)
             state = "sent"
-        else:
+        elif view.email:
             await notifier.send_email(view, "reminder", final=final)
+            state = "sent"
+        else:
+            # Came in by text, without an address: followed up on the channel it came by.
+            await notifier.send_text(view, view.channel, view.phone, final=final, kind="reminder")
             state = "sent"
         async with runtime.pool.acquire() as conn, conn.transaction():
             await record_handled(conn, runtime.name, event)

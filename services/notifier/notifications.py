@@ -23,6 +23,8 @@ class IncidentView:
     channel: str
     created_at: datetime
     language: str = ENGLISH  # ISO 639-1, as sentiment detected it
+    # E.164; what a follow-up by text goes to when the incident came in by text.
+    phone: str | None = None
 
 
 DELIVERED = ("sent", "logged")

@@ -192,10 +192,16 @@ class Notifier:
         )
 
     async def send_text(
-        self, view: IncidentView, channel: str, phone: str | None, *, final: bool
+        self,
+        view: IncidentView,
+        channel: str,
+        phone: str | None,
+        *,
+        final: bool,
+        kind: NotificationKind = "ack",
     ) -> str:
-        key = Key(view.incident_id, channel, "ack")
-        body = text_message(view)
+        key = Key(view.incident_id, channel, kind)
+        body = text_message(view, kind)
         if not phone:
             return await self._refuse(key, None, body, "no phone number on the incident")
         try:

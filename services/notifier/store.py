@@ -311,7 +311,7 @@ async def incident_for_reminder(
 ) -> tuple[str, IncidentView] | None:
     row = await conn.fetchrow(
         """
-        SELECT id, ticket_id, message, email, channel, created_at, language, status
+        SELECT id, ticket_id, message, email, phone, channel, created_at, language, status
         FROM incidents WHERE id = $1
         """,
         incident_id,
@@ -326,6 +326,7 @@ async def incident_for_reminder(
         channel=row["channel"],
         created_at=row["created_at"],
         language=row["language"] or "en",
+        phone=row["phone"],
     )
     return row["status"], view
 

@@ -16,13 +16,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from contracts.events import (
+    IncidentMessageReceived,
     IncidentTicketed,
     ReminderDue,
     ReminderRequested,
     ReminderTick,
     derived_event_id,
 )
-from contracts.topology import REMINDER_DUE, REMINDER_TICK, REMINDER_TICKETED
+from contracts.topology import REMINDER_DUE, REMINDER_MESSAGE, REMINDER_TICK, REMINDER_TICKETED
 from incidentflow.batched_events import in_messages
 from incidentflow.loops import survive_round
 from incidentflow.messaging import publish_batch, publish_delayed
@@ -114,6 +115,31 @@ class Reminders:
             event,
             [(kind, event.created_at + timedelta(seconds=delay)) for kind, delay in delays.items()],
         )
+
+    async def restart_follow_up(self, event: IncidentMessageReceived) -> None:
+        """The customer wrote again: their follow-up comes the policy's delay after this
+        message, not after the first."""
+        async with self.runtime.pool.acquire() as conn:
+            kind = await store.incident_kind(conn, event.incident_id)
+            if kind is None:
+                raise LookupError(f"incident {event.incident_id} not found")
+            category, sentiment = kind
+            delay = self.settings.follow_up_delay(
+                category or "other",  # type: ignore[arg-type]
+                sentiment or "neutral",  # type: ignore[arg-type]
+            )
+            due_at = await store.restart_follow_up(
+                conn,
+                self.runtime.name,
+                event,
+                event.received_at + timedelta(seconds=delay),
+            )
+        if due_at is not None:
+            await self.ticks.ensure([due_at])
+            log.info(
+                "follow-up restarted",
+                extra={"incident_id": str(event.incident_id), "due_at": due_at.isoformat()},
+            )
 
     async def on_tick(self, tick: ReminderTick) -> None:
         if await self._when_due(tick):
@@ -229,6 +255,10 @@ def register(runtime: ServiceRuntime, reminders: Reminders) -> None:
 
     # Recording follow-ups publishes nothing per incident: a batch is recorded in one call.
     runtime.handle_batches(REMINDER_TICKETED, IncidentTicketed, reminders.schedule)
+
+    @runtime.consume(REMINDER_MESSAGE)
+    async def on_message_received(event: IncidentMessageReceived) -> None:
+        await reminders.restart_follow_up(event)
 
     @runtime.consume(REMINDER_TICK)
     async def on_reminder_tick(tick: ReminderTick) -> None:

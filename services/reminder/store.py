@@ -9,8 +9,14 @@ from datetime import datetime
 
 import asyncpg
 
-from contracts.events import IncidentTicketed
-from incidentflow.audit import HANDLED_COLUMNS, HANDLED_CTE, HANDLED_PARAMETERS, handled_arguments
+from contracts.events import IncidentMessageReceived, IncidentTicketed
+from incidentflow.audit import (
+    HANDLED_COLUMNS,
+    HANDLED_CTE,
+    HANDLED_PARAMETERS,
+    handled_arguments,
+    record_handled,
+)
 
 FOLLOW_UP = "follow_up"  # to the customer
 ESCALATION = "escalation"  # to the support team
@@ -210,3 +216,38 @@ async def record_operator_action(
         {"reminder_ids": [r.id for r in reminders]},
         f"{action}: {len(reminders)} reminder(s)",
     )
+
+
+async def incident_kind(
+    conn: asyncpg.Connection, incident_id: uuid.UUID
+) -> tuple[str | None, str | None] | None:
+    """The incident's category and sentiment (None until its steps set them), if it exists."""
+    row = await conn.fetchrow(
+        "SELECT classification, sentiment FROM incidents WHERE id = $1", incident_id
+    )
+    return (row["classification"], row["sentiment"]) if row else None
+
+
+# A follow-up not yet fired moves to its new time; one cancelled (the incident was resolved,
+# then reopened by this message) or skipped comes back. One already requested or sent stays:
+# the customer had their follow-up, and the notifier sends one per incident.
+RESTART_FOLLOW_UP = f"""
+INSERT INTO reminders (incident_id, kind, due_at) VALUES ($1, '{FOLLOW_UP}', $2)
+ON CONFLICT (incident_id, kind) DO UPDATE
+SET due_at = EXCLUDED.due_at, state = 'scheduled', attempts = 0, updated_at = now()
+WHERE reminders.state IN ('scheduled', 'cancelled', 'skipped')
+RETURNING due_at
+"""
+
+
+async def restart_follow_up(
+    conn: asyncpg.Connection, service: str, event: IncidentMessageReceived, due_at: datetime
+) -> datetime | None:
+    """Audit the message's event and set the follow-up's clock to ``due_at``; the time it
+    is due at, or None when nothing changed (a redelivery, a follow-up already sent)."""
+    async with conn.transaction():
+        if not await record_handled(conn, service, event, "follow-up restarted"):
+            return None
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            RESTART_FOLLOW_UP, event.incident_id, due_at
+        )

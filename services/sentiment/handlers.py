@@ -1,11 +1,17 @@
-"""Sentiment's subscriber: incident.received → score → incident.scored."""
+"""Sentiment's subscribers: incident.received → score → incident.scored; and the customer's
+later messages (incident.message_received) scored into the conversation's trend."""
 
 from __future__ import annotations
 
 import logging
 
-from contracts.events import IncidentReceived, IncidentScored, derived_event_id
-from contracts.topology import SENTIMENT_RECEIVED
+from contracts.events import (
+    IncidentMessageReceived,
+    IncidentReceived,
+    IncidentScored,
+    derived_event_id,
+)
+from contracts.topology import SENTIMENT_MESSAGE, SENTIMENT_RECEIVED
 from incidentflow.service import ServiceRuntime
 from incidentflow.tracing import each_traced
 from services.sentiment import store
@@ -52,3 +58,16 @@ def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
         await each_traced((event.trace, announce(event, score)) for event, score in scored)
 
     runtime.handle_batches(SENTIMENT_RECEIVED, IncidentReceived, on_batch)
+
+    message_scores = runtime.step_writes(store.save_message_scores)
+
+    @runtime.consume(SENTIMENT_MESSAGE)
+    async def on_message_received(event: IncidentMessageReceived) -> None:
+        """The mood of what the customer wrote since; nothing is published: the message has
+        no step after this one."""
+        (score,) = scorer.score_many([event.message])
+        await message_scores.submit((event, score))
+        log.info(
+            "message scored",
+            extra={"incident_id": str(event.incident_id), "sentiment": score.sentiment},
+        )

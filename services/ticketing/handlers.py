@@ -1,4 +1,5 @@
-"""Ticketing's subscriber: incident.classified → one ticket → incident.ticketed."""
+"""Ticketing's subscribers: incident.classified → one ticket → incident.ticketed; and the
+customer's later messages (incident.message_received) added to that ticket as comments."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ import logging
 
 import asyncpg
 
-from contracts.events import IncidentClassified, IncidentTicketed, derived_event_id
-from contracts.topology import TICKETING_CLASSIFIED
+from contracts.events import (
+    IncidentClassified,
+    IncidentMessageReceived,
+    IncidentTicketed,
+    derived_event_id,
+)
+from contracts.topology import TICKETING_CLASSIFIED, TICKETING_MESSAGE
+from incidentflow.audit import record_handled
 from incidentflow.batching import Batcher
 from incidentflow.service import ServiceRuntime
 from incidentflow.tracing import each_traced
 from services.ticketing import store
 from services.ticketing.policy import open_ticket
-from services.ticketing.tickets import TicketRequest, TicketSystem
+from services.ticketing.tickets import CommentRequest, TicketRequest, TicketSystem
 
 log = logging.getLogger("incidentflow.ticketing")
 
@@ -89,3 +96,31 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
         )
 
     runtime.handle_batches(TICKETING_CLASSIFIED, IncidentClassified, on_batch)
+
+    @runtime.consume(TICKETING_MESSAGE)
+    async def on_message_received(event: IncidentMessageReceived) -> None:
+        """The message as a comment on the incident's ticket. Before the incident has a real
+        ticket (still being opened, or a fallback id the reconciler has not replaced yet)
+        this raises, and the runtime retries the event with back-off."""
+        async with runtime.pool.acquire() as conn:
+            if await store.handled_before(conn, runtime.name, event.event_id):
+                return  # a redelivery: the comment is there (Jira has no idempotency key)
+            ticket_id, fallback = await store.ticket_of(conn, event.incident_id)
+        if ticket_id is None or fallback:
+            raise TicketNotReady(f"incident {event.incident_id} has no ticket to comment on yet")
+        await tickets.add_comment(
+            CommentRequest(
+                incident_id=event.incident_id,
+                ticket_id=ticket_id,
+                message_id=event.message_id,
+                channel=event.channel,
+                body=event.message,
+            )
+        )
+        async with runtime.pool.acquire() as conn:
+            await record_handled(conn, runtime.name, event, f"comment added to {ticket_id}")
+        log.info("message added to the ticket", extra={"incident_id": str(event.incident_id)})
+
+
+class TicketNotReady(RuntimeError):
+    """The incident's ticket does not exist in the ticket system yet: retried later."""

@@ -13,9 +13,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -27,6 +28,7 @@ from tenacity import (
 )
 
 from services.ticketing.tickets import (
+    CommentRequest,
     TicketRequest,
     TicketSystem,
     TicketSystemError,
@@ -34,6 +36,8 @@ from services.ticketing.tickets import (
 )
 
 log = logging.getLogger("incidentflow.ticketing")
+
+T = TypeVar("T")
 
 BreakerState = Literal["closed", "open", "half-open"]
 
@@ -167,12 +171,37 @@ class GuardedTicketSystem:
         self._slots = asyncio.Semaphore(max_concurrency)
 
     async def create_ticket(self, request: TicketRequest) -> str:
+        return await self._guarded(
+            lambda: self.system.create_ticket(request),
+            incident_id=request.incident_id,
+            what="ticket create",
+            nothing_within="no ticket within",
+        )
+
+    async def add_comment(self, request: CommentRequest) -> None:
+        """As a create: the same breaker (a comment failing says the system is failing),
+        retries, deadline and concurrency bound."""
+        await self._guarded(
+            lambda: self.system.add_comment(request),
+            incident_id=request.incident_id,
+            what="ticket comment",
+            nothing_within="no comment within",
+        )
+
+    async def _guarded(
+        self,
+        call: Callable[[], Awaitable[T]],
+        *,
+        incident_id: uuid.UUID,
+        what: str,
+        nothing_within: str,
+    ) -> T:
         permit = self.breaker.admit()
         if permit is None:
             raise CircuitOpenError()
         try:
             async with asyncio.timeout(self.retry.deadline_seconds):
-                ticket_id = await self._with_retries(request)
+                result = await self._with_retries(call, incident_id=incident_id, what=what)
         except TicketSystemError as exc:
             # A refusal (4xx) is an answer: the system is up, this request was wrong.
             (self.breaker.failed if exc.retryable else self.breaker.succeeded)(permit)
@@ -180,7 +209,7 @@ class GuardedTicketSystem:
         except TimeoutError as exc:
             self.breaker.failed(permit)
             raise TicketSystemError(
-                f"no ticket within {self.retry.deadline_seconds}s", retryable=True
+                f"{nothing_within} {self.retry.deadline_seconds}s", retryable=True
             ) from exc
         except Exception:
             self.breaker.failed(permit)
@@ -190,14 +219,16 @@ class GuardedTicketSystem:
             self.breaker.abandoned(permit)
             raise
         self.breaker.succeeded(permit)
-        return ticket_id
+        return result
 
-    async def _with_retries(self, request: TicketRequest) -> str:
+    async def _with_retries(
+        self, call: Callable[[], Awaitable[T]], *, incident_id: uuid.UUID, what: str
+    ) -> T:
         def before_sleep(state: RetryCallState) -> None:
             log.warning(
-                "ticket create failed, retrying",
+                f"{what} failed, retrying",
                 extra={
-                    "incident_id": str(request.incident_id),
+                    "incident_id": str(incident_id),
                     "attempt": state.attempt_number,
                     "wait_seconds": round(state.upcoming_sleep, 3),
                     "error": repr(state.outcome.exception() if state.outcome else None),
@@ -216,17 +247,17 @@ class GuardedTicketSystem:
         )
         attempts = 0
 
-        async def attempt() -> str:
+        async def attempt() -> T:
             nonlocal attempts
             attempts += 1
             if attempts > 1 and self.breaker.state == "open":
-                raise CircuitOpenError()  # it opened while this create was backing off
+                raise CircuitOpenError()  # it opened while this call was backing off
             # The bound covers calls in flight, not back-off sleeps.
             async with self._slots:
-                return await self.system.create_ticket(request)
+                return await call()
 
-        ticket_id: str = await retrying(attempt)
-        return ticket_id
+        result: T = await retrying(attempt)
+        return result
 
     def _retryable(self, error: BaseException) -> bool:
         # Once the circuit has opened (other creates failed meanwhile), retrying only adds

@@ -153,3 +153,23 @@ async def replace_fallback(
         {"fallback_ticket_id": fallback_ticket_id, "ticket_id": ticket_id},
     )
     return True
+
+
+async def ticket_of(conn: asyncpg.Connection, incident_id: uuid.UUID) -> tuple[str | None, bool]:
+    """The incident's ticket id (None before it is ticketed) and whether it is a fallback."""
+    row = await conn.fetchrow(
+        "SELECT ticket_id, ticket_fallback FROM incidents WHERE id = $1", incident_id
+    )
+    if row is None:
+        raise LookupError(f"incident {incident_id} not found")
+    return row["ticket_id"], bool(row["ticket_fallback"])
+
+
+async def handled_before(conn: asyncpg.Connection, service: str, event_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM audit_events WHERE service = $1 AND event_id = $2",
+            service,
+            event_id,
+        )
+    )

@@ -36,18 +36,48 @@ class TicketRequest:
         return f"{self.category.replace('_', ' ').capitalize()} — incident {self.incident_id}"
 
 
+@dataclass(frozen=True)
+class CommentRequest:
+    """A customer's follow-up message (a reply mail, a second text) for the incident's ticket."""
+
+    incident_id: uuid.UUID
+    ticket_id: str
+    # The follow-up's row (incident_messages.id): the same message is the same comment.
+    message_id: int
+    channel: str  # email / sms / whatsapp / chat
+    body: str
+
+    def __post_init__(self) -> None:
+        # As TicketRequest.message: what the customer typed, made inert for the people who read
+        # the ticket.
+        object.__setattr__(self, "body", neutralised(self.body))
+
+    @property
+    def idempotency_key(self) -> str:
+        """Derived from the message: a retried comment is recognisably the same comment."""
+        return f"incident-{self.incident_id}-message-{self.message_id}"
+
+    @property
+    def text(self) -> str:
+        """What the ticket shows: who wrote again, by which channel, and what."""
+        return f"Customer wrote again ({self.channel}):\n\n{self.body}"
+
+
 class TicketSystem(Protocol):
-    """Creates a ticket in the team's ticket system and returns its id.
+    """Creates a ticket in the team's ticket system and returns its id; adds comments to it.
 
     Creating twice with the same ``request.idempotency_key`` returns the first ticket's id.
+    ``add_comment`` sends the comment's ``idempotency_key`` where the system honours one.
     Failures raise :class:`TicketSystemError`.
     """
 
     async def create_ticket(self, request: TicketRequest) -> str: ...
 
+    async def add_comment(self, request: CommentRequest) -> None: ...
+
 
 class TicketSystemError(RuntimeError):
-    """The ticket system did not create the ticket.
+    """The ticket system did not create the ticket (or add the comment).
 
     ``retryable``: the same request may succeed later (5xx, 429, transport error, timeout);
     otherwise the system refused it (other 4xx, malformed answer) and retrying is pointless.

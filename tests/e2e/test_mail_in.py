@@ -4,11 +4,13 @@ nothing. Sent with smtplib to the stack's SMTP intake, as a provider would forwa
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import uuid
 from email.message import EmailMessage
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -89,6 +91,39 @@ def test_a_reply_to_the_acknowledgement_joins_the_incident(
     wait_until(lambda: len(customer_messages()) == 2, timeout=10)
     assert customer_messages()[1]["body"] == "Here is the booking number: HB-20931."
     assert len(incidents_of(stack, MARIA)) == 1
+
+
+def test_the_reply_is_scored_commented_on_the_ticket_and_restarts_the_follow_up(
+    stack: Stack, acknowledged: tuple[dict[str, Any], EmailMessage], database_url: str
+) -> None:
+    """After the reply above: each step handled its incident.message_received."""
+    item, _ = acknowledged
+
+    def handled_by() -> set[str]:
+        state = incident(stack, item["incident_id"])
+        return {
+            a["service"] for a in state["audit"] if a["event_name"] == "incident.message_received"
+        }
+
+    wait_until(lambda: handled_by() >= {"ingest", "sentiment", "ticketing", "reminder"}, 30)
+    state = incident(stack, item["incident_id"])
+    reply = [m for m in state["messages"] if m["direction"] == "in"][1]
+    assert reply["language"] == "en" and reply["sentiment"] in ("neutral", "negative")
+    assert state["sentiment_trend"] in ("steady", "improving", "worsening")
+    comments = asyncio.run(ticket_comments(database_url, item["incident_id"]))
+    assert comments == ["Here is the booking number: HB-20931."]
+
+
+async def ticket_comments(database_url: str, incident_id: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT body FROM local_ticket_comments WHERE incident_id = $1 ORDER BY id",
+            uuid.UUID(incident_id),
+        )
+    finally:
+        await conn.close()
+    return [r["body"] for r in rows]
 
 
 def test_an_auto_reply_to_the_acknowledgement_does_nothing(

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from contracts.events import Channel, IncidentReceived
+from contracts.events import Channel, IncidentMessageReceived, IncidentReceived
 from incidentflow.tracing import current_trace_carrier
 from services.ingest import store
 from services.ingest.intake import store as intake_store
@@ -92,7 +92,7 @@ class Intake:
                 return earlier
             receipt = await self._store(conn, inbound)
             await intake_store.keep_receipt(conn, inbound.channel, inbound.external_id, receipt)
-        if receipt.outcome == "incident":
+        if receipt.outcome in ("incident", "message"):
             self._wake_relay()
         log.info(
             "inbound message",
@@ -114,9 +114,19 @@ class Intake:
             return Receipt("ignored", None, "no text")
         joined = await self._conversation(conn, inbound)
         if joined is not None:
-            await intake_store.add_message(
+            message_id, reopened = await intake_store.add_message(
                 conn, joined, inbound.channel, inbound.sender, text, inbound.attachments
             )
+            later = IncidentMessageReceived(
+                incident_id=joined,
+                message_id=message_id,
+                channel=inbound.channel,
+                message=text,
+                received_at=datetime.now(UTC),
+                reopened=reopened,
+                trace=current_trace_carrier(),
+            )
+            await intake_store.queue_event(conn, later, "added")
             return Receipt("message", joined)
         event = await self._new_incident(conn, inbound, text)
         existing = await store.record_report(

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from contracts.events import Event
+
 Outcome = Literal["incident", "message", "repeat", "ignored"]
 
 
@@ -108,13 +110,14 @@ async def add_message(
     sender: str,
     body: str,
     attachments: list[dict[str, Any]],
-) -> bool:
-    """Keep a customer's later message on its incident and audit it; a resolved incident is
-    reopened (audited ``incident.reopened``). Returns whether it was reopened."""
-    await conn.execute(
+) -> tuple[int, bool]:
+    """Keep a customer's later message on its incident; a resolved incident is reopened
+    (audited ``incident.reopened``, by the customer). The message's id, and whether it
+    reopened the incident."""
+    message_id = await conn.fetchval(
         """
         INSERT INTO incident_messages (incident_id, channel, sender, body, attachments)
-        VALUES ($1, $2, $3, $4, $5)
+        VALUES ($1, $2, $3, $4, $5) RETURNING id
         """,
         incident_id,
         channel,
@@ -129,33 +132,40 @@ async def add_message(
         """,
         incident_id,
     )
-    await _audit(conn, incident_id, "incident.message_received", {"channel": channel}, "added")
     if reopened:
-        await _audit(
-            conn,
+        await conn.execute(
+            """
+            INSERT INTO audit_events
+                (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
+            VALUES ('ingest', 'incident.reopened', gen_random_uuid(), $1, now(), $2,
+                    'reopened by the customer''s message')
+            """,
             incident_id,
-            "incident.reopened",
             {"status": "open", "by": "customer"},
-            "reopened by the customer's message",
         )
-    return bool(reopened)
+    return message_id, bool(reopened)
 
 
-async def _audit(
-    conn: asyncpg.Connection,
-    incident_id: uuid.UUID,
-    event_name: str,
-    payload: dict[str, Any],
-    outcome: str,
-) -> None:
+async def queue_event(conn: asyncpg.Connection, event: Event, outcome: str) -> None:
+    """``event`` in the outbox, for the relay to publish, and in the audit trail: in the
+    caller's transaction, as ``ingest_report`` does for a new incident's."""
+    payload = event.model_dump(mode="json")
+    await conn.execute(
+        "INSERT INTO outbox (event_id, routing_key, payload) VALUES ($1, $2, $3)",
+        event.event_id,
+        event.routing_key(),
+        payload,
+    )
     await conn.execute(
         """
         INSERT INTO audit_events
             (service, event_name, event_id, incident_id, occurred_at, payload, outcome)
-        VALUES ('ingest', $1, gen_random_uuid(), $2, now(), $3, $4)
+        VALUES ('ingest', $1, $2, $3, $4, $5, $6)
         """,
-        event_name,
-        incident_id,
+        event.name,
+        event.event_id,
+        event.incident_id,
+        event.occurred_at,
         payload,
         outcome,
     )
@@ -170,7 +180,7 @@ async def conversation(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list
                NULL::text AS kind, NULL::text AS status, created_at AS at, language, sentiment
         FROM incidents WHERE id = $1
         UNION ALL
-        SELECT 'in', channel, body, attachments, NULL, NULL, received_at, NULL, NULL
+        SELECT 'in', channel, body, attachments, NULL, NULL, received_at, language, sentiment
         FROM incident_messages WHERE incident_id = $1
         UNION ALL
         SELECT 'out', channel, message, '[]'::jsonb, kind, status,

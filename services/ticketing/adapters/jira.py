@@ -4,16 +4,21 @@ Jira has no idempotency header, so the incident's label is the idempotency key: 
 preceded by a JQL search for it. Jira's search index lags writes by a moment, so a redelivery
 within that moment could still create a second issue; the handler's own check of
 ``incidents.ticket_id`` (stored right after a create) makes that window a crash window only.
+
+A follow-up is ``POST /rest/api/3/issue/{key}/comment`` with its body in Atlassian Document
+Format, as the description. Comments have no idempotency key either: a retry after an answer
+lost in transit (a timeout, a 5xx after the write) may add the comment twice.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 
-from services.ticketing.adapters.http import malformed, post_json
-from services.ticketing.tickets import TicketRequest
+from services.ticketing.adapters.http import malformed, path_segment, post_json
+from services.ticketing.tickets import CommentRequest, TicketRequest
 
 
 def incident_label(request: TicketRequest) -> str:
@@ -60,6 +65,17 @@ class JiraTicketSystem:
             raise malformed("key")
         return str(key)
 
+    async def add_comment(self, request: CommentRequest) -> None:
+        body = await post_json(
+            self._client,
+            f"{self._base}/rest/api/3/issue/{path_segment(request.ticket_id)}/comment",
+            {"body": _document(request.text)},
+            headers={"Accept": "application/json"},
+            auth=self._auth,
+        )
+        if not isinstance(body, dict) or body.get("id") in (None, ""):
+            raise malformed("id")
+
     async def _find(self, request: TicketRequest) -> str | None:
         # The project key is validated as [A-Z0-9_]; the label is ours: nothing to escape.
         jql = f'project = "{self._project}" AND labels = "{incident_label(request)}"'
@@ -81,12 +97,16 @@ class JiraTicketSystem:
         return str(key)
 
 
+def _paragraph(*content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "paragraph", "content": list(content)}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
 def _description(request: TicketRequest) -> dict[str, Any]:
     """The minimal Atlassian Document Format: the message, then the incident's facts."""
-
-    def paragraph(text: str) -> dict[str, Any]:
-        return {"type": "paragraph", "content": [{"type": "text", "text": text}]}
-
     facts = (
         f"Customer {request.customer_id} · category {request.category} · "
         f"sentiment {request.sentiment} · language {request.language} · "
@@ -96,5 +116,24 @@ def _description(request: TicketRequest) -> dict[str, Any]:
     return {
         "type": "doc",
         "version": 1,
-        "content": [paragraph(request.message or "(no message)"), paragraph(facts)],
+        "content": [
+            _paragraph(_text(request.message or "(no message)")),
+            _paragraph(_text(facts)),
+        ],
     }
+
+
+def _document(text: str) -> dict[str, Any]:
+    """``text`` as Atlassian Document Format: a paragraph per block between blank lines, its
+    lines joined by ``hardBreak`` nodes as Jira's editor writes them (ADF rejects empty text
+    nodes, so blank lines leave none)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if not lines:
+            continue
+        content = [_text(lines[0])]
+        for line in lines[1:]:
+            content += [{"type": "hardBreak"}, _text(line)]
+        paragraphs.append(_paragraph(*content))
+    return {"type": "doc", "version": 1, "content": paragraphs or [_paragraph(_text("(empty)"))]}

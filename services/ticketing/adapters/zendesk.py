@@ -1,5 +1,10 @@
 """Zendesk Tickets API: ``POST /api/v2/tickets.json`` with an API token, idempotent by key.
 
+A follow-up is an internal note (``"public": false``) added by updating the ticket,
+``PUT /api/v2/tickets/{id}.json`` with ``{"ticket": {"comment": {...}}}``: Zendesk's way to add
+a comment. Zendesk documents its ``Idempotency-Key`` for ticket creation only; the key is sent
+with the update too, but a retry after an answer lost in transit may add the note twice.
+
 Priority, from category and sentiment:
 
 | category                                           | negative | neutral | positive |
@@ -15,8 +20,8 @@ from typing import Literal
 
 import httpx
 
-from services.ticketing.adapters.http import malformed, post_json
-from services.ticketing.tickets import TicketRequest
+from services.ticketing.adapters.http import malformed, path_segment, post_json, put_json
+from services.ticketing.tickets import CommentRequest, TicketRequest
 
 Priority = Literal["urgent", "high", "normal", "low"]
 
@@ -39,7 +44,8 @@ class ZendeskTicketSystem:
         self, client: httpx.AsyncClient, base_url: str, email: str, api_token: str
     ) -> None:
         self._client = client
-        self._url = base_url.rstrip("/") + "/api/v2/tickets.json"
+        self._tickets = base_url.rstrip("/") + "/api/v2/tickets"
+        self._url = self._tickets + ".json"
         self._auth = httpx.BasicAuth(f"{email}/token", api_token)
 
     async def create_ticket(self, request: TicketRequest) -> str:
@@ -70,6 +76,19 @@ class ZendeskTicketSystem:
         if ticket_id in (None, ""):
             raise malformed("ticket.id")
         return str(ticket_id)
+
+    async def add_comment(self, request: CommentRequest) -> None:
+        body = await put_json(
+            self._client,
+            f"{self._tickets}/{path_segment(request.ticket_id)}.json",
+            # An internal note: the customer is not mailed their own words back.
+            {"ticket": {"comment": {"body": request.text, "public": False}}},
+            headers={"Idempotency-Key": request.idempotency_key},
+            auth=self._auth,
+        )
+        ticket = body.get("ticket") if isinstance(body, dict) else None
+        if not isinstance(ticket, dict):
+            raise malformed("ticket")
 
 
 def _comment(request: TicketRequest) -> str:

@@ -151,8 +151,8 @@ async def test_a_reply_reopens_a_resolved_incident(intake: Intake) -> None:
     state = (await intake.api.get(f"/api/incidents/{incident['id']}")).json()
     assert state["status"] == "open"
     assert [a["event_name"] for a in state["audit"]][-2:] == [
-        "incident.message_received",
         "incident.reopened",
+        "incident.message_received",
     ]
 
 

@@ -123,6 +123,9 @@ def test_killed_right_after_reading_a_mail_it_takes_it_once(
 ) -> None:
     """Ingest killed with -9 the moment the mail is marked read on the server (fetched), then
     started again: exactly one incident, and the mail moved out."""
+    # The password from a file, as a deployment mounts it.
+    password = tmp_path / "imap_password"
+    password.write_text(mailbox.password + "\n")
     env = {
         **os.environ,
         "RABBITMQ_URL": rabbitmq_url,
@@ -130,7 +133,9 @@ def test_killed_right_after_reading_a_mail_it_takes_it_once(
         "MIGRATE_ON_START": "false",
         "INTAKE_SMTP_PORT": "off",
         **imap_settings(mailbox),
+        "INTAKE_IMAP_PASSWORD_FILE": str(password),
     }
+    del env["INTAKE_IMAP_PASSWORD"]
     log = tmp_path / "ingest.log"
     sender = address()
 

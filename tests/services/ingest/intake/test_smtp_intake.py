@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import aiosmtplib
 import asyncpg
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.conftest import free_port
 from tests.services.ingest.conftest import count, ingest_settings, serve
@@ -218,3 +225,107 @@ async def test_html_only_mail_is_stored_as_text(intake: Intake) -> None:
     [incident] = await intake.incidents_from(sender)
     assert "wrong amount" in incident["message"]
     assert "<" not in incident["message"] and "alert" not in incident["message"]
+
+
+async def test_a_reply_naming_the_ticket_in_its_subject_joins_it(
+    intake: Intake, database_url: str
+) -> None:
+    """No reply headers (a new mail, a client that drops them): the subject's ticket."""
+    sender = address()
+    await intake.send(mail(sender, "My statement lists a payment twice"))
+    [incident] = await intake.incidents_from(sender)
+    conn = await asyncpg.connect(database_url)
+    try:  # ticketing's part, which this test runs without
+        await conn.execute(
+            "UPDATE incidents SET ticket_id = 'TKT-5a5a5a5a' WHERE id = $1", incident["id"]
+        )
+    finally:
+        await conn.close()
+    await intake.send(
+        mail(sender, "Any news?", subject="Re: Support Ticket #TKT-5a5a5a5a - Issue Received")
+    )
+    assert len(await intake.incidents_from(sender)) == 1
+    state = (await intake.api.get(f"/api/incidents/{incident['id']}")).json()
+    assert [m["body"] for m in state["messages"] if m["direction"] == "in"][1:] == ["Any news?"]
+
+
+async def test_a_sender_over_the_limit_is_told_to_try_later(
+    rabbitmq_url: str, database_url: str
+) -> None:
+    port = free_port()
+    settings = ingest_settings(
+        rabbitmq_url,
+        database_url,
+        INTAKE_SMTP_PORT=port,
+        INTAKE_SMTP_HOST="127.0.0.1",
+        rate_limit_per_customer="2/minute",
+    )
+    sender = address()
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as api:
+        intake = Intake(api, port, database_url)
+        await intake.send(mail(sender, "First: charged twice"))
+        await intake.send(mail(sender, "Second: and again"))
+        with pytest.raises(aiosmtplib.SMTPResponseException) as later:
+            await intake.send(mail(sender, "Third: still"))
+    assert later.value.code == 451  # the sending server keeps it and tries again later
+    assert len(await intake.incidents_from(sender)) == 2
+
+
+async def test_starttls_is_offered_with_a_certificate(
+    rabbitmq_url: str, database_url: str, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    settings = ingest_settings(
+        rabbitmq_url,
+        database_url,
+        INTAKE_SMTP_PORT=port,
+        INTAKE_SMTP_HOST="127.0.0.1",
+        INTAKE_SMTP_TLS_CERT=str(cert),
+        INTAKE_SMTP_TLS_KEY=str(key),
+    )
+    sender = address()
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with serve(settings):
+        smtp = aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=port, start_tls=False, tls_context=trusting, timeout=10
+        )
+        async with smtp:
+            await smtp.ehlo()
+            assert smtp.supports_extension("starttls")
+            await smtp.starttls(server_hostname="localhost")
+            assert smtp.get_transport_info("cipher") is not None  # the session is encrypted
+            refused, _ = await smtp.send_message(mail(sender, "Sent over TLS: card blocked"))
+    assert not refused
+    async with httpx.AsyncClient() as unused:
+        [incident] = await Intake(unused, port, database_url).incidents_from(sender)
+    assert incident["message"] == "Sent over TLS: card blocked"
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,12 +11,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
-from incidentflow_tools.stack import REPO_ROOT
 from tests.conftest import free_port
 from tests.dovecot import Dovecot, dovecot_server
+from tests.e2e.conftest import start_service
 from tests.services.ingest.conftest import ingest_settings, serve
 
 # How soon a mail placed in the mailbox must be an incident (the figure).
@@ -127,7 +123,6 @@ def test_killed_right_after_reading_a_mail_it_takes_it_once(
     password = tmp_path / "imap_password"
     password.write_text(mailbox.password + "\n")
     env = {
-        **os.environ,
         "RABBITMQ_URL": rabbitmq_url,
         "DATABASE_URL": database_url,
         "MIGRATE_ON_START": "false",
@@ -139,7 +134,7 @@ def test_killed_right_after_reading_a_mail_it_takes_it_once(
     log = tmp_path / "ingest.log"
     sender = address()
 
-    ingest = start_ingest(env, log)
+    ingest = start_service("ingest", free_port(), env, log)
     path = mailbox.deliver(a_mail(sender, "I was charged twice for the same train ticket."))
     deadline = time.monotonic() + 10
     while "S" not in mailbox.flags(path):
@@ -149,7 +144,7 @@ def test_killed_right_after_reading_a_mail_it_takes_it_once(
     ingest.wait(10)
     stored_before_restart = asyncio.run(incidents_from(database_url, sender))
 
-    ingest = start_ingest(env, log)
+    ingest = start_service("ingest", free_port(), env, log)
     try:
         deadline = time.monotonic() + 15
         while len(mailbox.messages("Processed")) != 1:
@@ -161,25 +156,3 @@ def test_killed_right_after_reading_a_mail_it_takes_it_once(
     assert asyncio.run(incidents_from(database_url, sender)) == 1
     assert mailbox.messages("INBOX") == []
     print(f"incidents stored when killed: {stored_before_restart}")
-
-
-def start_ingest(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "services.ingest.app:app", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()[-2000:]
-        assert time.monotonic() < deadline, "ingest did not start within 60 s"
-        time.sleep(0.1)

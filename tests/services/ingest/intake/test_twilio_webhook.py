@@ -177,3 +177,28 @@ async def test_without_a_token_the_webhook_is_not_there(
     async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         answer = await client.post(PATH, data=text_from(new_number(), "hello"))
     assert answer.status_code == 404
+
+
+async def test_a_number_over_the_limit_gets_429_and_nothing_is_stored(
+    rabbitmq_url: str, database_url: str
+) -> None:
+    settings = ingest_settings(
+        rabbitmq_url, database_url, TWILIO_AUTH_TOKEN=TOKEN, rate_limit_per_customer="2/minute"
+    )
+    number = new_number()
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        answers = [
+            await post_signed(client, text_from(number, f"text {n} about my blocked card"))
+            for n in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["Retry-After"]) > 0
+    assert (
+        await count(
+            database_url,
+            "SELECT count(*) FROM incident_messages m JOIN incidents i ON i.id = m.incident_id"
+            " WHERE i.phone = $1",
+            number,
+        )
+        == 1  # the first text opened the incident, the second joined it, the third is refused
+    )

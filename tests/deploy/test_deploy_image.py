@@ -8,7 +8,7 @@ import re
 import shlex
 import subprocess
 import tomllib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from deploy_support import DOCKERFILE, REPO, dockerfile, tool
 
@@ -99,12 +99,49 @@ def test_pip_installs_only_pinned_requirements() -> None:
             words = shlex.split(command)
             if words[:2] != ["pip", "install"]:
                 continue
-            for word in words[2:]:
+            arguments = words[2:]
+            for position, word in enumerate(arguments):
                 if word.startswith("-") or word == ".":
+                    continue
+                if position and arguments[position - 1] == "-r":
+                    assert "--require-hashes" in arguments, command
+                    assert_locked(REPO / word)
                     continue
                 assert re.fullmatch(r"[A-Za-z0-9._\[\],-]+==[\w.]+", word), (
                     f"unpinned pip install argument {word!r} in: {command.strip()}"
                 )
+
+
+def assert_locked(lock: Path) -> None:
+    """Every requirement of ``lock`` pinned with == and carrying at least one hash."""
+    requirements = re.split(r"\n(?=[A-Za-z0-9])", lock.read_text().split("\n", 1)[1])
+    assert len(requirements) > 50, lock
+    for requirement in requirements:
+        name = requirement.split()[0]
+        assert re.fullmatch(r"[A-Za-z0-9._\[\],-]+==[\w.]+", name), f"{lock.name}: {name}"
+        assert "--hash=sha256:" in requirement, f"{lock.name}: {name} has no hash"
+
+
+def test_the_lock_files_pin_what_pyproject_names() -> None:
+    """`make lock` was run after the last change to pyproject.toml's dependencies."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = set(project["dependencies"])
+    development = runtime | set(project["optional-dependencies"]["dev"])
+    for lock, wanted in (("requirements.lock", runtime), ("requirements-dev.lock", development)):
+        pinned = {
+            line.split()[0].lower()
+            for line in (REPO / lock).read_text().splitlines()
+            if re.match(r"[A-Za-z0-9]", line)
+        }
+        for requirement in wanted:
+            bare = re.sub(r"\[[^\]]*\]", "", requirement).lower()
+            assert bare.replace("_", "-") in {p.replace("_", "-") for p in pinned}, (
+                f"{lock} does not pin {requirement}: run make lock"
+            )
+    assert not any(
+        line.startswith("pytest==")
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+    )
 
 
 def test_provisions_lexicon_and_model_at_build_time_into_the_code_defaults() -> None:

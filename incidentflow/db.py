@@ -101,16 +101,17 @@ def sqlalchemy_url(database_url: str) -> str:
 _ALEMBIC_LOCK = threading.Lock()
 
 
-def _upgrade(database_url: str) -> None:
+def _upgrade(database_url: str, revision: str) -> None:
     with _ALEMBIC_LOCK:
-        command.upgrade(alembic_config(database_url), "head")
+        command.upgrade(alembic_config(database_url), revision)
 
 
-async def migrate(database_url: str) -> None:
-    """Create the database if needed and apply every pending migration, once, in order."""
+async def migrate(database_url: str, revision: str = "head") -> None:
+    """Create the database if needed and apply every pending migration, once, in order (up
+    to ``revision``: the upgrade tests start from each earlier one)."""
     await ensure_database(database_url)
     # alembic's API is synchronous and runs its own event loop: keep it off ours.
-    await asyncio.to_thread(_upgrade, database_url)
+    await asyncio.to_thread(_upgrade, database_url, revision)
 
 
 def head_revision() -> str | None:

@@ -43,7 +43,7 @@ migrate: install services
 up: migrate
 	$(WITH_SERVICES) $(BIN)/incidentflow provision-roles --credentials var/credentials
 	$(WITH_SERVICES) $(BIN)/incidentflow up --credentials var/credentials
-	@echo "Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
+	@echo "Support console: http://localhost:8010    Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
 	@echo "Dev inbox: var/mail/*.eml    Mail in: smtp://localhost:2525    Logs: make logs    Stop: make down"
 	@echo "Try it:"
 	@echo "  curl -s -X POST http://localhost:8000/api/incidents -H 'Content-Type: application/json' -d '{\"customer_id\": \"99876\", \"channel\": \"email\", \"message\": \"I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!\", \"email\": \"test@example.com\"}'"

@@ -173,6 +173,8 @@ def up(
     typer.echo(f"incidentflow is up: ingest at {stack.url('ingest')} (OpenAPI at /docs)")
     if stack.intake_smtp_port is not None:
         typer.echo(f"mail in: smtp://localhost:{stack.intake_smtp_port}")
+    if stack.console_port is not None:
+        typer.echo(f"support console: http://localhost:{stack.console_port}")
 
 
 @app.command()

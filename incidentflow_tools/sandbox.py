@@ -182,6 +182,7 @@ def isolated_stack(
             base_port=free_port_block(6),
             mail_port=free_port(),
             intake_smtp_port=None,
+            console_port=None,
             env={"RABBITMQ_URL": vhost_url, "DATABASE_URL": own_url, **env},
             mail_root=Path(mail),
         )

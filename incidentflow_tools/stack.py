@@ -26,6 +26,8 @@ SERVICES: dict[str, str] = {
     "notifier": "services.notifier.app:app",
     "reminder": "services.reminder.app:app",
 }
+# Not a step of the pipeline: the support team's pages (services/console/).
+CONSOLE_APP = "services.console.app:app"
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Stack:
     mail_port: int = 1025
     # Ingest's SMTP listener for mail in (INTAKE_SMTP_PORT); None: none.
     intake_smtp_port: int | None = 2525
+    # The support console (CONSOLE_PORT); None: not started.
+    console_port: int | None = 8010
     env: dict[str, str] = field(default_factory=dict)
     # Where the dev inbox keeps mails; var_dir/mail unless set.
     mail_root: Path | None = None
@@ -71,7 +75,12 @@ class Stack:
         return self.base_port + list(SERVICES).index(service)
 
     def url(self, service: str) -> str:
+        if service == "console":
+            return f"http://127.0.0.1:{self.console_port}"
         return f"http://127.0.0.1:{self.port(service)}"
+
+    def ready_url(self, service: str) -> str:
+        return self.url(service) + "/health/ready"
 
     def commands(self, with_mailbox: bool) -> dict[str, list[str]]:
         python = sys.executable
@@ -91,6 +100,18 @@ class Stack:
             ]
             for name, app in SERVICES.items()
         }
+        if self.console_port is not None:
+            commands["console"] = [
+                python,
+                "-m",
+                "uvicorn",
+                CONSOLE_APP,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.console_port),
+                "--no-access-log",
+            ]
         if with_mailbox:
             commands = {
                 "mailbox": [
@@ -126,7 +147,9 @@ class Stack:
                 env={
                     **env,
                     **(intake if name == "ingest" else {}),
-                    **self.service_env.get(name, {}),
+                    # The console reads and changes incidents with the API's code, and so
+                    # with the API's login (docs/adr/0055).
+                    **self.service_env.get("ingest" if name == "console" else name, {}),
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -146,7 +169,7 @@ class Stack:
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
-        pending = set(SERVICES)
+        pending = set(SERVICES) | ({"console"} if self.console_port is not None else set())
         while pending:
             for name in list(pending):
                 if self.pid(name) is None:
@@ -158,7 +181,7 @@ class Stack:
                         f"{name} exited; see {log}; its last lines:\n" + "\n".join(tail)
                     )
                 try:
-                    if httpx.get(self.url(name) + "/health/ready", timeout=2).status_code == 200:
+                    if httpx.get(self.ready_url(name), timeout=2).status_code == 200:
                         pending.discard(name)
                 except httpx.HTTPError:
                     pass
@@ -167,7 +190,7 @@ class Stack:
             time.sleep(0.3)
 
     def stop(self, timeout: float = 30.0) -> None:
-        names = [n for n in [*SERVICES, "mailbox"] if self.pid(n) is not None]
+        names = [n for n in [*SERVICES, "console", "mailbox"] if self.pid(n) is not None]
         for name in names:
             pid = self.pid(name)
             if pid is not None:

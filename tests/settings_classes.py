@@ -5,6 +5,7 @@ from __future__ import annotations
 from incidentflow.provisioning import ProvisionSettings
 from incidentflow.settings import CommonSettings
 from services.classifier.settings import ClassifierSettings
+from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.notifier.settings import NotifierSettings
 from services.reminder.settings import ReminderSettings
@@ -20,5 +21,6 @@ SERVICE_SETTINGS: list[type[CommonSettings]] = [
     ReminderSettings,
 ]
 
-# What the operators' commands read besides the services' settings (provision-roles).
-OPERATOR_SETTINGS: list[type[CommonSettings]] = [ProvisionSettings]
+# What the operators' tools read besides the services' settings (provision-roles, the support
+# console).
+OPERATOR_SETTINGS: list[type[CommonSettings]] = [ProvisionSettings, ConsoleSettings]

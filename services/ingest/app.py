@@ -7,7 +7,6 @@ broker in its lifespan (FastStream's FastAPI integration is deprecated since 0.7
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import logging
@@ -40,6 +39,7 @@ from incidentflow.tracing import current_trace_carrier
 from services.ingest import store
 from services.ingest.auth import Authenticator, Principal, require
 from services.ingest.bodylimit import RequestBodyGuard
+from services.ingest.cursors import decode_cursor, encode_cursor
 from services.ingest.deadletters import dead_letter_counts
 from services.ingest.docs import serve_docs
 from services.ingest.intake import smtp as smtp_intake
@@ -119,20 +119,6 @@ def wait_window(prefer: str | None, settings: IngestSettings) -> float:
     match = PREFER_WAIT.search(prefer or "")
     wanted = float(match.group(1)) if match else settings.wait_seconds
     return min(wanted, settings.max_wait_seconds)
-
-
-def encode_cursor(created_at: datetime, incident_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{incident_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except ValueError as exc:
-        raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": "invalid cursor", "type": "value_error"}]
-        ) from exc
 
 
 # store.accepted_summary of an incident stored a moment ago: nothing has happened to it yet.

@@ -229,15 +229,25 @@ async def list_incidents(
     customer_id: str | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    sentiment: str | None = None,
+    language: str | None = None,
+    needs_review: bool | None = None,
+    text: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first, keyset-paginated on (created_at, id) so pages stay stable under inserts."""
+    """Newest first, keyset-paginated on (created_at, id) so pages stay stable under inserts.
+    ``text``: words found in the first message or any later one, case ignored."""
     rows = await conn.fetch(
         f"""
-        SELECT {INCIDENT_COLUMNS} FROM incidents
+        SELECT {INCIDENT_COLUMNS} FROM incidents i
         WHERE ($1::text IS NULL OR status = $1)
           AND ($2::text IS NULL OR classification = $2)
           AND ($3::text IS NULL OR customer_id = $3)
           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+          AND ($7::text IS NULL OR sentiment = $7)
+          AND ($8::text IS NULL OR language = $8)
+          AND ($9::boolean IS NULL OR needs_review = $9)
+          AND ($10::text IS NULL OR message ILIKE $10 OR EXISTS (
+              SELECT 1 FROM incident_messages m WHERE m.incident_id = i.id AND m.body ILIKE $10))
         ORDER BY created_at DESC, id DESC
         LIMIT $6
         """,
@@ -246,6 +256,29 @@ async def list_incidents(
         customer_id,
         after[0] if after else None,
         after[1] if after else None,
+        limit,
+        sentiment,
+        language,
+        needs_review,
+        _containing(text) if text else None,
+    )
+    return [dict(r) for r in rows]
+
+
+def _containing(text: str) -> str:
+    """An ILIKE pattern for ``text`` anywhere, its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def review_queue(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
+    """Open incidents flagged for review, oldest first: the order a person works through them."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {INCIDENT_COLUMNS} FROM incidents
+        WHERE needs_review AND status = 'open'
+        ORDER BY created_at, id LIMIT $1
+        """,
         limit,
     )
     return [dict(r) for r in rows]

@@ -54,6 +54,7 @@ def running_stack(
         base_port=free_port_block(6),
         mail_port=free_port(),
         intake_smtp_port=free_port(),
+        console_port=free_port(),
         env={
             "LOG_LEVEL": "INFO",
             # The tests submit as one customer from one address, far faster than a person.

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from services.ingest.app import decode_cursor, encode_cursor, wait_window
+from services.ingest.app import wait_window
+from services.ingest.cursors import decode_cursor, encode_cursor
 from services.ingest.settings import IngestSettings
 
 SETTINGS = IngestSettings(wait_seconds=10, max_wait_seconds=60)

@@ -1,0 +1,205 @@
+"""The console's pages and the forms that change incidents (POST, then redirect)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from contracts.events import CATEGORIES, Category, Sentiment
+from services.console.session import (
+    Operator,
+    current_operator,
+    may_change,
+    may_read,
+    sign_in,
+    sign_out,
+)
+from services.ingest import store
+from services.ingest.cursors import decode_cursor, encode_cursor
+
+router = APIRouter()
+Signed = Annotated[Operator, Depends(current_operator)]
+Csrf = Annotated[str | None, Form()]
+
+
+def pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool()
+
+
+def render(
+    request: Request,
+    template: str,
+    operator: Operator | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    return request.app.state.templates.TemplateResponse(  # type: ignore[no-any-return]
+        request,
+        template,
+        {"operator": operator, "categories": CATEGORIES, **context},
+        status_code=status_code,
+    )
+
+
+def back_to(path: str | None, default: str) -> str:
+    """Only a path of this site: a sign-in link must not send anyone elsewhere."""
+    if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return default
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_page(request: Request, next: str | None = None) -> Response:
+    if not request.app.state.authenticator.enabled:
+        return RedirectResponse("/incidents", status_code=303)
+    return render(request, "sign_in.html.j2", None, next=back_to(next, "/incidents"))
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in_with_key(
+    request: Request,
+    key: Annotated[str, Form(max_length=4096)],
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    client = request.client.host if request.client else "unknown"
+    try:
+        principal = await request.app.state.authenticator.authenticate(key.strip(), client)
+    except HTTPException as refused:
+        return render(
+            request,
+            "sign_in.html.j2",
+            None,
+            status_code=refused.status_code,
+            next=back_to(next, "/incidents"),
+            error=str(refused.detail),
+        )
+    if not {"read", "operate"} & principal.scopes:
+        return render(
+            request,
+            "sign_in.html.j2",
+            None,
+            status_code=403,
+            next=back_to(next, "/incidents"),
+            error="this key may neither read nor operate (scopes read, operate)",
+        )
+    sign_in(request, principal)
+    return RedirectResponse(back_to(next, "/incidents"), status_code=303)
+
+
+@router.post("/sign-out")
+async def sign_out_now(request: Request, operator: Signed, csrf: Csrf = None) -> Response:
+    if csrf != operator.csrf:
+        raise HTTPException(403, "the form's CSRF token is missing or not this session's")
+    sign_out(request)
+    return RedirectResponse("/sign-in", status_code=303)
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/incidents", status_code=303)
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+async def incidents(
+    request: Request,
+    operator: Signed,
+    status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
+    category: Category | None = None,
+    sentiment: Sentiment | None = None,
+    language: Annotated[str | None, Query(pattern="^[a-z]{2}$")] = None,
+    review: Annotated[Literal["yes", "no"] | None, Query()] = None,
+    customer: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    may_read(operator)
+    limit = request.app.state.settings.page_size
+    filters = {
+        "status": status,
+        "category": category,
+        "sentiment": sentiment,
+        "language": language,
+        "review": review,
+        "customer": customer or None,
+        "q": q or None,
+    }
+    async with pool(request).acquire() as conn:
+        rows = await store.list_incidents(
+            conn,
+            status=status,
+            category=category,
+            customer_id=customer or None,
+            after=decode_cursor(cursor) if cursor else None,
+            limit=limit + 1,
+            sentiment=sentiment,
+            language=language,
+            needs_review={"yes": True, "no": False}.get(review or ""),
+            text=q or None,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    following = encode_cursor(rows[-1]["created_at"], rows[-1]["incident_id"]) if more else None
+    return render(
+        request,
+        "incidents.html.j2",
+        operator,
+        incidents=rows,
+        filters=filters,
+        next_cursor=following,
+    )
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+async def incident(request: Request, incident_id: uuid.UUID, operator: Signed) -> Response:
+    may_read(operator)
+    async with pool(request).acquire() as conn:
+        details = await store.incident_details(conn, incident_id)
+    if details is None:
+        raise HTTPException(404, f"incident {incident_id} not found")
+    return render(request, "incident.html.j2", operator, incident=details)
+
+
+@router.post("/incidents/{incident_id}/status")
+async def change_status(
+    request: Request,
+    incident_id: uuid.UUID,
+    operator: Signed,
+    status: Annotated[Literal["open", "resolved"], Form()],
+    csrf: Csrf = None,
+) -> Response:
+    may_change(operator, csrf)
+    async with pool(request).acquire() as conn, conn.transaction():
+        if not await store.set_status(conn, incident_id, status, operator.name):
+            raise HTTPException(404, f"incident {incident_id} not found")
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+@router.post("/incidents/{incident_id}/corrections")
+async def correct(
+    request: Request,
+    incident_id: uuid.UUID,
+    operator: Signed,
+    category: Annotated[Category, Form()],
+    note: Annotated[str | None, Form(max_length=1000)] = None,
+    next: Annotated[str | None, Form()] = None,
+    csrf: Csrf = None,
+) -> Response:
+    may_change(operator, csrf)
+    async with pool(request).acquire() as conn, conn.transaction():
+        if not await store.correct_classification(
+            conn, incident_id, category, operator.name, note or None
+        ):
+            raise HTTPException(404, f"incident {incident_id} not found")
+    return RedirectResponse(back_to(next, f"/incidents/{incident_id}"), status_code=303)
+
+
+@router.get("/review", response_class=HTMLResponse)
+async def review_queue(request: Request, operator: Signed) -> Response:
+    may_read(operator)
+    async with pool(request).acquire() as conn:
+        rows = await store.review_queue(conn, request.app.state.settings.page_size)
+    return render(request, "review.html.j2", operator, incidents=rows)

@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Servers the tests start for themselves, beyond RabbitMQ and PostgreSQL: Dovecot, the IMAP
-# server the mailbox intake is tested against (tests/dovecot.py starts a private one per
-# test). Installed from Debian's packages when missing; never started as a system service.
+# What the tests need beyond Python packages, RabbitMQ and PostgreSQL:
+# - Dovecot, the IMAP server the mailbox intake is tested against (tests/dovecot.py starts a
+#   private one per test; never started as a system service);
+# - Chromium, which Playwright drives in the console's browser tests (Debian's, never a
+#   downloaded browser);
+# - axe-core from npm, the accessibility checker those tests run in each page.
+# Debian packages are installed when missing (as root); axe-core goes to var/test-tools/.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-if command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; then
-  exit 0
-fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing dovecot-imapd (the tests' IMAP server)"
-  # policy-rc.d keeps the package from starting a system Dovecot where one could start.
+AXE_VERSION=4.14.1
+AXE_DIR=var/test-tools/axe-core-$AXE_VERSION
+
+missing=()
+command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "ERROR: the tests need: apt-get install ${missing[*]} (as root)" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]} (the tests' IMAP server and browser)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
-  exit 0
+  # policy-rc.d, where present, keeps the package from starting a system Dovecot.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-echo "ERROR: the tests need Dovecot's IMAP server: apt-get install dovecot-imapd (as root)" >&2
-exit 1
+
+if [ ! -f "$AXE_DIR/axe.min.js" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "ERROR: npm is needed to fetch axe-core" >&2; exit 1; }
+  mkdir -p "$AXE_DIR"
+  work=$(mktemp -d)
+  # npm pack checks the tarball against the registry's integrity hash.
+  (cd "$work" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null && tar xzf axe-core-*.tgz)
+  cp "$work/package/axe.min.js" "$work/package/LICENSE" "$AXE_DIR/"
+  rm -rf "$work"
+fi

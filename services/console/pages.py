@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from contracts.events import CATEGORIES, Category, Sentiment
+from contracts.events import CATEGORIES, Category
 from services.console.session import (
     Operator,
     current_operator,
@@ -22,6 +23,7 @@ from services.ingest import store
 from services.ingest.cursors import decode_cursor, encode_cursor
 
 router = APIRouter()
+SENTIMENTS = ("negative", "neutral", "positive", "unknown")
 Signed = Annotated[Operator, Depends(current_operator)]
 Csrf = Annotated[str | None, Form()]
 
@@ -103,42 +105,52 @@ async def home() -> Response:
     return RedirectResponse("/incidents", status_code=303)
 
 
+def chosen(name: str, value: str, allowed: Iterable[str]) -> str | None:
+    """A filter's value: None when the form left it empty ("any"), else one of ``allowed``."""
+    if not value:
+        return None
+    if value not in allowed:
+        raise HTTPException(422, f"{name}: not one of {', '.join(allowed)}")
+    return value
+
+
 @router.get("/incidents", response_class=HTMLResponse)
 async def incidents(
     request: Request,
     operator: Signed,
-    status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
-    category: Category | None = None,
-    sentiment: Sentiment | None = None,
-    language: Annotated[str | None, Query(pattern="^[a-z]{2}$")] = None,
-    review: Annotated[Literal["yes", "no"] | None, Query()] = None,
-    customer: Annotated[str | None, Query(max_length=64)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    # Plain strings: the filter form sends every field, "" for "any".
+    status: str = "",
+    category: str = "",
+    sentiment: str = "",
+    language: Annotated[str, Query(pattern="^([a-z]{2})?$")] = "",
+    review: str = "",
+    customer: Annotated[str, Query(max_length=64)] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     may_read(operator)
     limit = request.app.state.settings.page_size
     filters = {
-        "status": status,
-        "category": category,
-        "sentiment": sentiment,
-        "language": language,
-        "review": review,
+        "status": chosen("status", status, ("open", "resolved")),
+        "category": chosen("category", category, CATEGORIES),
+        "sentiment": chosen("sentiment", sentiment, SENTIMENTS),
+        "language": language or None,
+        "review": chosen("review", review, ("yes", "no")),
         "customer": customer or None,
         "q": q or None,
     }
     async with pool(request).acquire() as conn:
         rows = await store.list_incidents(
             conn,
-            status=status,
-            category=category,
-            customer_id=customer or None,
+            status=filters["status"],
+            category=filters["category"],
+            customer_id=filters["customer"],
             after=decode_cursor(cursor) if cursor else None,
             limit=limit + 1,
-            sentiment=sentiment,
-            language=language,
-            needs_review={"yes": True, "no": False}.get(review or ""),
-            text=q or None,
+            sentiment=filters["sentiment"],
+            language=filters["language"],
+            needs_review={"yes": True, "no": False}.get(review) if review else None,
+            text=filters["q"],
         )
     more = len(rows) > limit
     rows = rows[:limit]

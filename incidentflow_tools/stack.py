@@ -111,6 +111,9 @@ class Stack:
                 "--port",
                 str(self.console_port),
                 "--no-access-log",
+                # Open live lists (server-sent events) must not hold a stop for long.
+                "--timeout-graceful-shutdown",
+                "5",
             ]
         if with_mailbox:
             commands = {

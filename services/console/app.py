@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,7 +25,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from incidentflow.db import create_pool
 from incidentflow.logs import configure_logging
-from services.console.pages import router
+from services.console import deadletters, overview, pages
 from services.console.session import SignInRequired
 from services.console.settings import ConsoleSettings
 from services.ingest.auth import Authenticator
@@ -91,10 +92,16 @@ def create_app(
 
     app.state.settings = settings
     app.state.authenticator = Authenticator(access)
-    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    # Autoescape for every template: Starlette's default escapes only names ending .html, and
+    # these end .html.j2; what customers wrote is shown on every page.
+    app.state.templates = Jinja2Templates(
+        env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    )
     app.state.pool = lambda: state["pool"]
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(router)
+    app.include_router(pages.router)
+    app.include_router(overview.router)
+    app.include_router(deadletters.router)
 
     @app.exception_handler(SignInRequired)
     async def to_sign_in(request: Request, _: SignInRequired) -> Response:

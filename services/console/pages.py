@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import asyncpg
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from contracts.events import CATEGORIES, Category
 from services.console.session import (
@@ -24,6 +28,12 @@ from services.ingest.cursors import decode_cursor, encode_cursor
 
 router = APIRouter()
 SENTIMENTS = ("negative", "neutral", "positive", "unknown")
+# How often the live list looks for new incidents, and how many it takes at a time.
+STREAM_POLL_SECONDS = 2.0
+STREAM_BATCH = 50
+# A stream ends after this long and the browser opens the next (htmx's SSE extension
+# reconnects): no connection outlives a deploy's shutdown by more than this.
+STREAM_SECONDS = 60.0
 Signed = Annotated[Operator, Depends(current_operator)]
 Csrf = Annotated[str | None, Form()]
 
@@ -102,7 +112,7 @@ async def sign_out_now(request: Request, operator: Signed, csrf: Csrf = None) ->
 
 @router.get("/")
 async def home() -> Response:
-    return RedirectResponse("/incidents", status_code=303)
+    return RedirectResponse("/overview", status_code=303)
 
 
 def chosen(name: str, value: str, allowed: Iterable[str]) -> str | None:
@@ -114,11 +124,35 @@ def chosen(name: str, value: str, allowed: Iterable[str]) -> str | None:
     return value
 
 
-@router.get("/incidents", response_class=HTMLResponse)
-async def incidents(
-    request: Request,
-    operator: Signed,
-    # Plain strings: the filter form sends every field, "" for "any".
+@dataclass(frozen=True)
+class Filters:
+    """The list's filters as the form sends them ("" for any), checked."""
+
+    status: str | None
+    category: str | None
+    sentiment: str | None
+    language: str | None
+    review: str | None
+    customer: str | None
+    q: str | None
+
+    def query(self) -> dict[str, Any]:
+        """list_incidents' keyword arguments for these filters."""
+        return {
+            "status": self.status,
+            "category": self.category,
+            "customer_id": self.customer,
+            "sentiment": self.sentiment,
+            "language": self.language,
+            "needs_review": {"yes": True, "no": False}.get(self.review or ""),
+            "text": self.q,
+        }
+
+    def as_params(self) -> dict[str, str]:
+        return {name: value for name, value in asdict(self).items() if value}
+
+
+def filters(
     status: str = "",
     category: str = "",
     sentiment: str = "",
@@ -126,42 +160,86 @@ async def incidents(
     review: str = "",
     customer: Annotated[str, Query(max_length=64)] = "",
     q: Annotated[str, Query(max_length=200)] = "",
+) -> Filters:
+    # Plain strings: the filter form sends every field, "" for "any".
+    return Filters(
+        status=chosen("status", status, ("open", "resolved")),
+        category=chosen("category", category, CATEGORIES),
+        sentiment=chosen("sentiment", sentiment, SENTIMENTS),
+        language=language or None,
+        review=chosen("review", review, ("yes", "no")),
+        customer=customer or None,
+        q=q or None,
+    )
+
+
+Filtered = Annotated[Filters, Depends(filters)]
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+async def incidents(
+    request: Request,
+    operator: Signed,
+    chosen_filters: Filtered,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     may_read(operator)
     limit = request.app.state.settings.page_size
-    filters = {
-        "status": chosen("status", status, ("open", "resolved")),
-        "category": chosen("category", category, CATEGORIES),
-        "sentiment": chosen("sentiment", sentiment, SENTIMENTS),
-        "language": language or None,
-        "review": chosen("review", review, ("yes", "no")),
-        "customer": customer or None,
-        "q": q or None,
-    }
     async with pool(request).acquire() as conn:
         rows = await store.list_incidents(
             conn,
-            status=filters["status"],
-            category=filters["category"],
-            customer_id=filters["customer"],
             after=decode_cursor(cursor) if cursor else None,
             limit=limit + 1,
-            sentiment=filters["sentiment"],
-            language=filters["language"],
-            needs_review={"yes": True, "no": False}.get(review) if review else None,
-            text=filters["q"],
+            **chosen_filters.query(),
         )
     more = len(rows) > limit
     rows = rows[:limit]
     following = encode_cursor(rows[-1]["created_at"], rows[-1]["incident_id"]) if more else None
+    live_url = None
+    if cursor is None:  # the first page takes in what arrives after it was drawn
+        since = rows[0]["created_at"] if rows else datetime.now(UTC)
+        live_url = "/incidents/stream?" + urlencode(
+            {**chosen_filters.as_params(), "since": since.isoformat()}
+        )
     return render(
         request,
         "incidents.html.j2",
         operator,
         incidents=rows,
-        filters=filters,
+        filters=chosen_filters.as_params(),
         next_cursor=following,
+        live_url=live_url,
+    )
+
+
+@router.get("/incidents/stream")
+async def incident_stream(
+    request: Request, operator: Signed, chosen_filters: Filtered, since: datetime
+) -> Response:
+    """Server-sent events: each new incident matching the filters, as a row of the list."""
+    may_read(operator)
+    row = request.app.state.templates.env.get_template("incident_row.html.j2")
+
+    async def events() -> AsyncIterator[str]:
+        newest = since
+        ends = asyncio.get_running_loop().time() + STREAM_SECONDS
+        while asyncio.get_running_loop().time() < ends and not await request.is_disconnected():
+            async with pool(request).acquire() as conn:
+                rows = await store.list_incidents(
+                    conn, after=None, limit=STREAM_BATCH, **chosen_filters.query()
+                )
+            fresh = [r for r in rows if r["created_at"] > newest]
+            for incident in reversed(fresh):  # each goes on top: the newest ends first
+                html = " ".join(row.render(incident=incident).split())
+                yield f"event: incident\ndata: {html}\n\n"
+            if fresh:
+                newest = fresh[0]["created_at"]
+            else:
+                yield ": waiting\n\n"  # a write that finds a closed connection ends the loop
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )
 
 

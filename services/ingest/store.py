@@ -418,3 +418,59 @@ async def corrections_for_training(conn: asyncpg.Connection) -> list[tuple[str, 
         """
     )
     return [(r["message"], r["corrected"]) for r in rows]
+
+
+async def overview(conn: asyncpg.Connection) -> dict[str, Any]:
+    """The support team's day at a glance: the last 24 hours by hour and category, the
+    acknowledgement time per hour, the mix of moods and languages, and what is open, waiting
+    for review or due for a follow-up."""
+    per_hour = await conn.fetch(
+        """
+        SELECT date_trunc('hour', created_at) AS hour, coalesce(classification, 'unclassified')
+               AS category, count(*) AS n
+        FROM incidents WHERE created_at > now() - interval '24 hours'
+        GROUP BY 1, 2 ORDER BY 1
+        """
+    )
+    acknowledgement = await conn.fetch(
+        """
+        SELECT date_trunc('hour', created_at) AS hour,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM
+                   acknowledged_at - created_at)) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM
+                   acknowledged_at - created_at)) AS p95
+        FROM incidents
+        WHERE created_at > now() - interval '24 hours' AND acknowledged_at IS NOT NULL
+        GROUP BY 1 ORDER BY 1
+        """
+    )
+    mix = await conn.fetch(
+        """
+        SELECT 'sentiment' AS kind, coalesce(sentiment, 'not scored') AS key, count(*) AS n
+        FROM incidents WHERE created_at > now() - interval '24 hours' GROUP BY 2
+        UNION ALL
+        SELECT 'language', coalesce(language, 'not detected'), count(*)
+        FROM incidents WHERE created_at > now() - interval '24 hours' GROUP BY 2
+        """
+    )
+    counts = await conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE status = 'open') AS open,
+               count(*) FILTER (WHERE status = 'resolved') AS resolved,
+               count(*) FILTER (WHERE status = 'open' AND needs_review) AS needs_review,
+               coalesce(sum(repeat_reports), 0) AS repeat_reports
+        FROM incidents
+        """
+    )
+    due = await conn.fetchval(
+        "SELECT count(*) FROM reminders"
+        " WHERE state = 'scheduled' AND due_at < now() + interval '24 hours'"
+    )
+    return {
+        "per_hour": [dict(r) for r in per_hour],
+        "acknowledgement": [dict(r) for r in acknowledgement],
+        "sentiment": {r["key"]: r["n"] for r in mix if r["kind"] == "sentiment"},
+        "language": {r["key"]: r["n"] for r in mix if r["kind"] == "language"},
+        **dict(counts),
+        "follow_ups_due": due,
+    }

@@ -54,7 +54,12 @@ async def serving(database_url: str, keys: list[ApiKey]) -> AsyncIterator[httpx.
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, access), host="127.0.0.1", port=port, log_level="warning"
+            create_app(settings, access),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            # A browser's live list still open when the test ends must not hold the stop.
+            timeout_graceful_shutdown=2,
         )
     )
     task = asyncio.create_task(server.serve())

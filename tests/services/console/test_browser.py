@@ -18,6 +18,7 @@ from tests.services.console.conftest import (
     KEYS,
     OPERATE_KEY,
     READ_KEY,
+    SUBMIT_KEY,
     a_classified_incident,
     serving,
 )
@@ -107,6 +108,22 @@ async def test_an_operator_works_an_incident_in_the_browser(
         await checked(page, "sign-in")
         await sign_in(page, base, OPERATE_KEY)
 
+        # A customer writes while the list is open: the row appears without a reload.
+        posted = await api.post(
+            "/api/incidents",
+            headers={"X-API-Key": SUBMIT_KEY},
+            json={
+                "customer_id": "live-1",
+                "channel": "chat",
+                "email": "live@example.com",
+                "message": "The app says my transfer failed but the money is gone",
+            },
+        )
+        assert posted.status_code in (201, 202), posted.text
+        live_id = posted.json()["incident_id"]
+        await page.wait_for_selector(f'a[href="/incidents/{live_id}"]', timeout=15_000)
+        assert page.url.removeprefix(base) == "/incidents"  # still the page first drawn
+
         await page.get_by_label("Category").select_option("duplicate_payment")
         await page.get_by_role("button", name="Filter").click()
         await page.wait_for_load_state()
@@ -135,6 +152,11 @@ async def test_an_operator_works_an_incident_in_the_browser(
 
         await page.goto(f"{base}/review")
         await checked(page, "review-queue")
+
+        await page.goto(f"{base}/overview")
+        await page.wait_for_function("typeof Chart !== 'undefined'")
+        assert "to review" in await page.content()
+        await checked(page, "overview")
 
         narrow = await new_page(browser, PHONE)
         await sign_in(narrow, base, OPERATE_KEY)

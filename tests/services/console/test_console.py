@@ -141,3 +141,14 @@ async def test_open_in_development_with_a_banner(console_database: str) -> None:
         page = await open_console.get("/incidents")
     assert page.status_code == 200
     assert "Development mode" in page.text
+
+
+async def test_what_customers_wrote_is_shown_as_text_never_markup(
+    console: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    incident_id = await a_classified_incident(pool, '<script>alert("x")</script><b>bold</b>')
+    await signed_in(console, READ_KEY)
+    for path in (f"/incidents/{incident_id}", "/review"):
+        page = (await console.get(path)).text
+        assert '<script>alert("x")</script>' not in page and "<b>bold</b>" not in page
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page

@@ -150,9 +150,8 @@ class Stack:
                 env={
                     **env,
                     **(intake if name == "ingest" else {}),
-                    # The console reads and changes incidents with the API's code, and so
-                    # with the API's login (docs/adr/0055).
-                    **self.service_env.get("ingest" if name == "console" else name, {}),
+                    # The console logs in as the operators' commands do (docs/adr/0055).
+                    **self.service_env.get(name, {}),
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -25,6 +25,7 @@ from services.console.session import (
 )
 from services.ingest import store
 from services.ingest.cursors import decode_cursor, encode_cursor
+from services.reminder import actions as reminder_actions
 
 router = APIRouter()
 SENTIMENTS = ("negative", "neutral", "positive", "unknown")
@@ -285,6 +286,27 @@ async def correct(
         ):
             raise HTTPException(404, f"incident {incident_id} not found")
     return RedirectResponse(back_to(next, f"/incidents/{incident_id}"), status_code=303)
+
+
+@router.post("/incidents/{incident_id}/follow-ups/{action}")
+async def follow_ups(
+    request: Request,
+    incident_id: uuid.UUID,
+    action: Literal["cancel", "fire"],
+    operator: Signed,
+    csrf: Csrf = None,
+) -> Response:
+    """Cancel the incident's pending follow-ups, or send them now: `incidentflow reminders
+    cancel|fire-now`, audited with the operator."""
+    may_change(operator, csrf)
+    async with pool(request).acquire() as conn:
+        if action == "cancel":
+            async with conn.transaction():
+                await reminder_actions.cancel(conn, incident_id, operator.name)
+        else:
+            broker_url = request.app.state.settings.rabbitmq_url
+            await reminder_actions.fire_now(conn, broker_url, incident_id, operator.name)
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 
 
 @router.get("/review", response_class=HTMLResponse)

@@ -54,8 +54,23 @@ async def current_operator(request: Request) -> Operator:
         return Operator("anonymous", frozenset(SCOPES), csrf, open=True)
     name = request.session.get(OPERATOR)
     if not name:
-        raise SignInRequired
+        await _signed_in_by_proxy(request)
+        name = request.session[OPERATOR]
     return Operator(name, frozenset(request.session.get(SCOPES_KEY, [])), request.session[CSRF])
+
+
+async def _signed_in_by_proxy(request: Request) -> None:
+    """A reverse proxy in front that authenticates people may pass each one's token (or key)
+    as ``Authorization: Bearer``: checked like one typed into the sign-in page, it starts the
+    session. Without one, SignInRequired."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise SignInRequired
+    client = request.client.host if request.client else "unknown"
+    principal = await request.app.state.authenticator.authenticate(credential.strip(), client)
+    if not {"read", "operate"} & principal.scopes:
+        raise HTTPException(403, "this token may neither read nor operate (scopes read, operate)")
+    sign_in(request, principal)
 
 
 def may_read(operator: Operator) -> None:

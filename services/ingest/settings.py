@@ -78,7 +78,7 @@ class IngestSettings(CommonSettings):
     intake_imap_done_folder: str = Field(
         "Processed", min_length=1, validation_alias=AliasChoices("INTAKE_IMAP_DONE_FOLDER")
     )
-    # How often a server without IDLE is asked for new mail.
+    # How often the mailbox is read again when IDLE brought no push (or the server has none).
     intake_imap_poll_seconds: float = Field(
         5.0, gt=0, le=3600, validation_alias=AliasChoices("INTAKE_IMAP_POLL_SECONDS")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -12,12 +13,15 @@ import typer
 
 from incidentflow.db import with_connection
 from incidentflow.settings import CommonSettings
-from services.reminder import store
+from services.reminder import actions, store
 from services.reminder.store import Reminder
 
 T = TypeVar("T")
 
 reminders_app = typer.Typer(help="Follow-up reminders: list, show, cancel, fire now.")
+OperatorOption = Annotated[
+    str | None, typer.Option(help="who does it, for the audit trail (default: $USER)")
+]
 
 
 def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -53,48 +57,26 @@ def reminders_show(incident_id: uuid.UUID) -> None:
 
 
 @reminders_app.command("cancel")
-def reminders_cancel(incident_id: uuid.UUID) -> None:
+def reminders_cancel(incident_id: uuid.UUID, operator: OperatorOption = None) -> None:
     """Cancel an incident's pending reminders (audited)."""
-
-    async def work(conn: asyncpg.Connection) -> list[Reminder]:
-        cancelled = await store.cancel(conn, incident_id)
-        await store.record_operator_action(conn, incident_id, "cancelled", cancelled)
-        return cancelled
-
-    typer.echo(f"cancelled {len(_run(work))} reminder(s)")
+    by = operator or getpass.getuser()
+    cancelled = _run(lambda conn: actions.cancel(conn, incident_id, by))
+    typer.echo(f"cancelled {len(cancelled)} reminder(s)")
 
 
 @reminders_app.command("fire-now")
-def reminders_fire_now(incident_id: uuid.UUID) -> None:
+def reminders_fire_now(incident_id: uuid.UUID, operator: OperatorOption = None) -> None:
     """Make an incident's pending reminders due now and hand them to the reminder service."""
-    from contracts.events import ReminderDue
-    from incidentflow.messaging import make_broker, publish_delayed
-
     settings = CommonSettings()
-
-    async def work(conn: asyncpg.Connection) -> list[Reminder]:
-        due = await store.due_now(conn, incident_id)
-        await store.record_operator_action(conn, incident_id, "fired-now", due)
-        return due
-
-    async def fire() -> int:
-        due = await with_connection(settings.database_url, work)
-        broker = make_broker(settings.rabbitmq_url, prefetch=1)
-        await broker.connect()
-        try:
-            for reminder in due:
-                event = ReminderDue(
-                    incident_id=reminder.incident_id,
-                    reminder_id=reminder.id,
-                    kind=reminder.kind,
-                    due_at=reminder.due_at,
-                )
-                await publish_delayed(broker, event, 0)
-        finally:
-            await broker.stop()
-        return len(due)
-
-    typer.echo(f"fired {asyncio.run(fire())} reminder(s)")
+    by = operator or getpass.getuser()
+    fired = asyncio.run(
+        with_connection(
+            settings.database_url,
+            lambda conn: actions.fire_now(conn, settings.rabbitmq_url, incident_id, by),
+            one_transaction=False,
+        )
+    )
+    typer.echo(f"fired {len(fired)} reminder(s)")
 
 
 def register(app: typer.Typer) -> None:

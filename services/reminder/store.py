@@ -203,7 +203,11 @@ async def due_now(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[Remi
 
 
 async def record_operator_action(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, action: str, reminders: list[Reminder]
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    action: str,
+    reminders: list[Reminder],
+    by: str,
 ) -> None:
     await conn.execute(
         """
@@ -213,8 +217,8 @@ async def record_operator_action(
         """,
         f"reminder.{action}",
         incident_id,
-        {"reminder_ids": [r.id for r in reminders]},
-        f"{action}: {len(reminders)} reminder(s)",
+        {"reminder_ids": [r.id for r in reminders], "by": by},
+        f"{action}: {len(reminders)} reminder(s) by {by}",
     )
 
 

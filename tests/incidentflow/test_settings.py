@@ -18,18 +18,21 @@ from pydantic_settings import BaseSettings, SettingsError
 from incidentflow.settings import CommonSettings
 from incidentflow_tools.stack import REPO_ROOT, SERVICES
 from services.classifier.settings import ClassifierSettings
+from services.console.settings import ConsoleSettings
 from services.notifier.settings import NotifierSettings
 from services.sentiment.settings import SentimentSettings
 from services.ticketing.settings import TicketingSettings
 from tests.settings_classes import SERVICE_SETTINGS
 
-SETTINGS = SERVICE_SETTINGS
+# The six services' and the support console's (a process of services/ as they are).
+SETTINGS = [*SERVICE_SETTINGS, ConsoleSettings]
 REAL_BROKER = "amqp://sentiment:Xk3-long-secret@rabbit.internal:5672/incidentflow"
 REAL_DATABASE = "postgresql://sentiment:Pg-long-secret@db.internal:5432/incidentflow"
 # Ingest's own production rule (another check than ours): it must not run without API keys.
 PRODUCTION_EXTRAS = {
     "INGEST_API_KEYS": f"ci:submit:{hashlib.sha256(b'key').hexdigest()}",
     "INGEST_API_KEY_SECRET": "a-long-server-secret",
+    "CONSOLE_SESSION_SECRET": "another-long-server-secret",
 }
 
 

@@ -27,7 +27,8 @@ from services.ingest.settings import IngestSettings
 
 log = logging.getLogger("incidentflow.ingest.imap")
 
-# IDLE is renewed well inside the 30 minutes after which RFC 2177 lets a server drop it.
+# IDLE is renewed well inside the 30 minutes after which RFC 2177 lets a server drop it (in
+# practice every INTAKE_IMAP_POLL_SECONDS, below).
 IDLE_SECONDS = 300.0
 # After a failure (server down, login refused, database down), the next try waits this long.
 RETRY_SECONDS = 5.0
@@ -96,10 +97,12 @@ class MailboxReader:
             return
         idle = await client.idle_start(timeout=IDLE_SECONDS)
         try:
-            # Any push (EXISTS, RECENT, EXPUNGE) ends the wait; the mailbox is read again.
-            await client.wait_server_push(timeout=IDLE_SECONDS)
+            # Any push (EXISTS, RECENT, EXPUNGE) ends the wait and the mailbox is read again;
+            # so does INTAKE_IMAP_POLL_SECONDS without one: a mail that arrived between the
+            # last search and the IDLE may get no push of its own (seen with Dovecot).
+            await client.wait_server_push(timeout=self._poll_seconds)
         except TimeoutError:
-            pass  # renew the IDLE
+            pass  # read the mailbox, then IDLE again
         finally:
             client.idle_done()
             await asyncio.wait_for(idle, 10)

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import httpx
@@ -48,8 +49,16 @@ async def pool(console_database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @asynccontextmanager
-async def serving(database_url: str, keys: list[ApiKey]) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ConsoleSettings(DATABASE_URL=database_url, MIGRATE_ON_START=False, DB_POOL_SIZE=2)
+async def serving(
+    database_url: str, keys: list[ApiKey], rabbitmq_url: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    values: dict[str, Any] = {
+        "DATABASE_URL": database_url,
+        "MIGRATE_ON_START": False,
+        "DB_POOL_SIZE": 2,
+        **({"RABBITMQ_URL": rabbitmq_url} if rabbitmq_url else {}),
+    }
+    settings = ConsoleSettings(**values)
     access = IngestSettings(DATABASE_URL=database_url, api_keys=keys)
     port = free_port()
     server = uvicorn.Server(

@@ -98,7 +98,7 @@ async def test_an_operator_works_an_incident_in_the_browser(
         )
     api_settings = ingest_settings(rabbitmq_url, console_database, api_keys=KEYS)
     async with (
-        serving(console_database, KEYS) as console,
+        serving(console_database, KEYS, rabbitmq_url=rabbitmq_url) as console,
         serve(api_settings) as api_url,
         httpx.AsyncClient(base_url=api_url, headers={"X-API-Key": OPERATE_KEY}) as api,
     ):
@@ -157,6 +157,10 @@ async def test_an_operator_works_an_incident_in_the_browser(
         await page.wait_for_function("typeof Chart !== 'undefined'")
         assert "to review" in await page.content()
         await checked(page, "overview")
+
+        await page.goto(f"{base}/dead-letters")
+        assert "Dead letters" in await page.title()
+        await checked(page, "dead-letters")
 
         narrow = await new_page(browser, PHONE)
         await sign_in(narrow, base, OPERATE_KEY)

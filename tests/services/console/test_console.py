@@ -3,13 +3,19 @@ the API changes, audited with the operator), and what it refuses."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import aio_pika
 import asyncpg
 import httpx
 
+from contracts.topology import REMINDER_DUE
+from incidentflow.messaging import declare_all
+from incidentflow_tools.sandbox import own_vhost
 from services.console.app import SESSION_COOKIE
 from tests.services.console.conftest import (
+    KEYS,
     OPERATE_KEY,
     READ_KEY,
     SUBMIT_KEY,
@@ -152,3 +158,83 @@ async def test_what_customers_wrote_is_shown_as_text_never_markup(
         page = (await console.get(path)).text
         assert '<script>alert("x")</script>' not in page and "<b>bold</b>" not in page
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+async def a_follow_up(pool: asyncpg.Pool, incident_id: uuid.UUID) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO reminders (incident_id, kind, due_at)"
+            " VALUES ($1, 'follow_up', now() + interval '1 day')",
+            incident_id,
+        )
+
+
+async def follow_up_state(pool: asyncpg.Pool, incident_id: uuid.UUID) -> tuple[str, bool]:
+    """The follow-up's state, and whether it is due by now."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT state, due_at <= now() AS due FROM reminders WHERE incident_id = $1",
+            incident_id,
+        )
+    return row["state"], row["due"]
+
+
+async def test_an_operator_cancels_a_follow_up_and_a_reader_cannot(
+    console: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    incident_id = await a_classified_incident(pool, "Please stop the standing order")
+    await a_follow_up(pool, incident_id)
+    token = await signed_in(console, READ_KEY)
+    path = f"/incidents/{incident_id}/follow-ups/cancel"
+    assert (await console.post(path, data={"csrf": token})).status_code == 403
+    assert await follow_up_state(pool, incident_id) == ("scheduled", False)
+
+    token = await signed_in(console, OPERATE_KEY)
+    assert "Cancel follow-ups" in (await console.get(f"/incidents/{incident_id}")).text
+    assert (await console.post(path, data={"csrf": token})).status_code == 303
+    assert (await follow_up_state(pool, incident_id))[0] == "cancelled"
+    async with pool.acquire() as conn:
+        outcome = await conn.fetchval(
+            "SELECT outcome FROM audit_events WHERE incident_id = $1"
+            " AND event_name = 'reminder.cancelled'",
+            incident_id,
+        )
+    assert outcome == "cancelled: 1 reminder(s) by key:agents"
+
+
+async def test_an_operator_sends_a_follow_up_now(
+    console_database: str, pool: asyncpg.Pool, rabbitmq_url: str
+) -> None:
+    incident_id = await a_classified_incident(pool, "Card blocked abroad, please call")
+    await a_follow_up(pool, incident_id)
+    with own_vhost(rabbitmq_url) as vhost:
+        await declare_all(vhost)
+        async with serving(console_database, KEYS, rabbitmq_url=vhost) as console:
+            token = await signed_in(console, OPERATE_KEY)
+            answer = await console.post(
+                f"/incidents/{incident_id}/follow-ups/fire", data={"csrf": token}
+            )
+            assert answer.status_code == 303
+        assert await follow_up_state(pool, incident_id) == ("scheduled", True)
+        # Handed to the reminder service: waiting in its queue of due reminders.
+        connection = await aio_pika.connect(vhost)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(REMINDER_DUE.queue_name, passive=True)
+            deadline = asyncio.get_running_loop().time() + 10
+            while queue.declaration_result.message_count == 0:
+                assert asyncio.get_running_loop().time() < deadline, "nothing was handed over"
+                await asyncio.sleep(0.1)
+                queue = await channel.declare_queue(REMINDER_DUE.queue_name, passive=True)
+
+
+async def test_a_proxy_passing_a_bearer_token_signs_the_person_in(
+    console: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    incident_id = await a_classified_incident(pool, "Chargeback form will not submit")
+    refused = await console.get("/incidents", headers={"Authorization": "Bearer not-a-key"})
+    assert refused.status_code == 401
+    bearer = {"Authorization": f"Bearer {READ_KEY}"}
+    page = await console.get(f"/incidents/{incident_id}", headers=bearer)
+    assert page.status_code == 200 and "Chargeback form will not submit" in page.text
+    assert "key:auditors" in page.text

@@ -251,7 +251,8 @@ async def incident(request: Request, incident_id: uuid.UUID, operator: Signed) -
         details = await store.incident_details(conn, incident_id)
     if details is None:
         raise HTTPException(404, f"incident {incident_id} not found")
-    return render(request, "incident.html.j2", operator, incident=details)
+    link = request.app.state.settings.ticket_link(details["ticket_id"], details["ticket_fallback"])
+    return render(request, "incident.html.j2", operator, incident=details, ticket_link=link)
 
 
 @router.post("/incidents/{incident_id}/status")

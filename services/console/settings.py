@@ -4,6 +4,7 @@ API keys (INGEST_API_KEYS) and identity provider as the API."""
 from __future__ import annotations
 
 from typing import Self
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -25,6 +26,16 @@ class ConsoleSettings(CommonSettings):
     secure_cookies: bool | None = None
     # Incidents per page of the list.
     page_size: int = Field(50, ge=5, le=200)
+    # The ticket system's page of a ticket, {ticket_id} standing for its id: a Zendesk
+    # `https://acme.zendesk.com/agent/tickets/{ticket_id}`, a Jira
+    # `https://acme.atlassian.net/browse/{ticket_id}`. Unset: ticket ids are shown as text.
+    ticket_url: str | None = Field(None, pattern=r"^https?://[^\s]*\{ticket_id\}[^\s]*$")
+
+    def ticket_link(self, ticket_id: str | None, fallback: bool | None) -> str | None:
+        """The ticket's page, for a ticket the ticket system has (not a local fallback id)."""
+        if not self.ticket_url or not ticket_id or fallback:
+            return None
+        return self.ticket_url.replace("{ticket_id}", quote(ticket_id, safe=""))
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Self:

@@ -50,13 +50,17 @@ async def pool(console_database: str) -> AsyncIterator[asyncpg.Pool]:
 
 @asynccontextmanager
 async def serving(
-    database_url: str, keys: list[ApiKey], rabbitmq_url: str | None = None
+    database_url: str,
+    keys: list[ApiKey],
+    rabbitmq_url: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     values: dict[str, Any] = {
         "DATABASE_URL": database_url,
         "MIGRATE_ON_START": False,
         "DB_POOL_SIZE": 2,
         **({"RABBITMQ_URL": rabbitmq_url} if rabbitmq_url else {}),
+        **(extra or {}),
     }
     settings = ConsoleSettings(**values)
     access = IngestSettings(DATABASE_URL=database_url, api_keys=keys)

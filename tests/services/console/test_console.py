@@ -238,3 +238,26 @@ async def test_a_proxy_passing_a_bearer_token_signs_the_person_in(
     page = await console.get(f"/incidents/{incident_id}", headers=bearer)
     assert page.status_code == 200 and "Chargeback form will not submit" in page.text
     assert "key:auditors" in page.text
+
+
+async def test_the_ticket_links_to_the_ticket_system_and_notifications_are_listed(
+    console_database: str, pool: asyncpg.Pool
+) -> None:
+    incident_id = await a_classified_incident(pool, "Charged a fee nobody told me about")
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE incidents SET ticket_id = '4711', ticket_fallback = false WHERE id = $1",
+            incident_id,
+        )
+        await conn.execute(
+            "INSERT INTO notifications (incident_id, channel, kind, recipient, message, status,"
+            " attempts) VALUES ($1, 'email', 'escalation', 'support-team@company.com',"
+            " 'still open', 'sent', 1)",
+            incident_id,
+        )
+    settings = {"ticket_url": "https://acme.zendesk.com/agent/tickets/{ticket_id}"}
+    async with serving(console_database, KEYS, extra=settings) as console:
+        await signed_in(console, READ_KEY)
+        page = (await console.get(f"/incidents/{incident_id}")).text
+    assert 'href="https://acme.zendesk.com/agent/tickets/4711"' in page
+    assert "escalation" in page and "support-team@company.com" in page

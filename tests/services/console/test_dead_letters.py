@@ -128,6 +128,16 @@ async def take(url: str, queue: str) -> list[AbstractIncomingMessage]:
     return taken
 
 
+async def arrived(url: str, queue: str, timeout: float = 10.0) -> list[AbstractIncomingMessage]:
+    """What reaches ``queue``, waiting until something has: a replay is confirmed once the
+    broker has it, and may pass through the delay exchanges before it is in the queue."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (taken := await take(url, queue)):
+        assert asyncio.get_running_loop().time() < deadline, f"nothing reached {queue}"
+        await asyncio.sleep(0.05)
+    return taken
+
+
 async def poison(url: str, incident_id: uuid.UUID, message_id: str) -> None:
     """An invalid incident.scored carrying the customer's email and words, consumed by a real
     subscriber whose DeliveryPolicy dead-letters it with its error in the headers (as
@@ -280,7 +290,7 @@ async def test_an_operator_replays_to_the_work_queue_audited(
     assert replayed.status_code == 303
     assert replayed.headers["location"] == f"/dead-letters?queue={DLQ}"
     assert await count(broker_url, DLQ) == 0
-    back = await take(broker_url, WORK_QUEUE)
+    back = await arrived(broker_url, WORK_QUEUE)
     assert [m.message_id for m in back] == [message_id]
     assert json.loads(back[0].body)["incident_id"] == str(incident_id)
     assert (back[0].headers or {})["x-incidentflow-replayed-from"] == DLQ
@@ -304,7 +314,7 @@ async def test_an_operator_replays_the_first_few(
         "/dead-letters/replay", data={"queue": DLQ, "count": "1", "csrf": token}
     )
     assert replayed.status_code == 303
-    assert [m.message_id for m in await take(broker_url, WORK_QUEUE)] == [f"first-{first}"]
+    assert [m.message_id for m in await arrived(broker_url, WORK_QUEUE)] == [f"first-{first}"]
     page = (await console.get("/dead-letters", params={"queue": DLQ})).text
     assert f"second-{second}" in page and f"first-{first}" not in page
     assert [r[-1] for r in await replays_of(pool, f"first-{first}")] == ["key:agents"]

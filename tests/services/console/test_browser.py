@@ -143,6 +143,14 @@ async def test_an_operator_works_an_incident_in_the_browser(
         await page.wait_for_load_state()
         assert await page.get_by_role("button", name="Reopen").is_visible()
 
+        # The same form without its CSRF token, as another site's page would post it.
+        refused = await page.evaluate(
+            """async (url) => (await fetch(url, {method: "POST",
+                body: new URLSearchParams({status: "open"})})).status""",
+            f"{base}/incidents/{incident_id}/status",
+        )
+        assert refused == 403
+
         state = (await api.get(f"/api/incidents/{incident_id}")).json()
         assert (state["classification"], state["status"]) == ("other", "resolved")
         outcomes = [a["outcome"] for a in state["audit"]]

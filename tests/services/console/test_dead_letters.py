@@ -10,14 +10,12 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.events import IncidentScored
@@ -29,14 +27,9 @@ from incidentflow.messaging import (
     declare_all,
     make_broker,
 )
-from incidentflow_tools.sandbox import free_port, own_vhost
-from services.console.app import create_app
-from services.console.deadletters import router
-from services.console.settings import ConsoleSettings
-from services.ingest.keys import ApiKey
-from services.ingest.settings import IngestSettings
+from incidentflow_tools.sandbox import own_vhost
 from tests.conftest import RABBITMQ_URL
-from tests.services.console.conftest import KEYS, OPERATE_KEY, READ_KEY, signed_in
+from tests.services.console.conftest import KEYS, OPERATE_KEY, READ_KEY, serving, signed_in
 
 DLQ = CLASSIFIER_SCORED.dead_letter_queue.name
 WORK_QUEUE = CLASSIFIER_SCORED.queue_name
@@ -66,37 +59,9 @@ async def empty_queues(broker_url: str) -> None:
         await connection.close()
 
 
-@asynccontextmanager
-async def serving(
-    rabbitmq_url: str, database_url: str, keys: list[ApiKey] = KEYS
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The console with the dead-letters router, on a real uvicorn (conftest's ``serving``)."""
-    settings = ConsoleSettings(
-        RABBITMQ_URL=rabbitmq_url,
-        DATABASE_URL=database_url,
-        MIGRATE_ON_START=False,
-        DB_POOL_SIZE=2,
-    )
-    access = IngestSettings(DATABASE_URL=database_url, api_keys=keys)
-    app = create_app(settings, access)
-    app.include_router(router)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the console did not start"
-        await asyncio.sleep(0.05)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture
 async def console(broker_url: str, console_database: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(broker_url, console_database) as client:
+    async with serving(console_database, KEYS, rabbitmq_url=broker_url) as client:
         yield client
 
 
@@ -388,7 +353,7 @@ async def test_an_unknown_queue_is_a_page_naming_it(console: httpx.AsyncClient) 
 
 
 async def test_an_unreachable_broker_is_a_503_page(console_database: str) -> None:
-    async with serving(UNREACHABLE, console_database) as console:
+    async with serving(console_database, KEYS, rabbitmq_url=UNREACHABLE) as console:
         token = await signed_in(console, OPERATE_KEY)
         for answer in (
             await console.get("/dead-letters"),

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_SERVICES := set -a; [ ! -f var/services.env ] || . ./var/services.env; set +a;
 export PY
 
-.PHONY: up down logs test test-tools security install services migrate lock bench-console lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos eval-foreign translations
+.PHONY: up down logs test test-tools security install services migrate lock bench-console lint fmt bench bench-broker bench-classifier bench-sentiment bench-reminders chaos eval-foreign translations deploy-check
 
 # Every package from the lock file, each checked against its hash; then the project itself.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -43,7 +43,7 @@ migrate: install services
 up: migrate
 	$(WITH_SERVICES) $(BIN)/incidentflow provision-roles --credentials var/credentials
 	$(WITH_SERVICES) $(BIN)/incidentflow up --credentials var/credentials
-	@echo "Support console: http://localhost:8010    Management UI (RabbitMQ): http://localhost:15672  (guest/guest)"
+	@$(WITH_SERVICES) echo "Support console: http://localhost:8010    Management UI (RabbitMQ): $${RABBITMQ_MANAGEMENT_URL:-http://localhost:15672/}"
 	@echo "Dev inbox: var/mail/*.eml    Mail in: smtp://localhost:2525    Logs: make logs    Stop: make down"
 	@echo "Try it:"
 	@echo "  curl -s -X POST http://localhost:8000/api/incidents -H 'Content-Type: application/json' -d '{\"customer_id\": \"99876\", \"channel\": \"email\", \"message\": \"I am FURIOUS! I was charged TWICE! This is absolutely ridiculous!\", \"email\": \"test@example.com\"}'"
@@ -113,6 +113,13 @@ bench-reminders: install services
 
 N ?= 5000
 RATE ?= 50
-# Kills every service once and restarts the local RabbitMQ and Postgres: not while tests run.
+# Kills every service once, and restarts and kills -9 the run's RabbitMQ and Postgres (the
+# project's own servers, scripts/servers.sh; never the machine's): not while tests run.
 chaos: install services
 	$(WITH_SERVICES) $(PY) scripts/chaos.py --count $(N) --rate $(RATE)
+
+# deploy/Dockerfile built with podman and run as deploy/compose.yaml runs it, against the
+# servers of var/services.env; ends `image=<name:tag> size_mb=N services_ready=6 incidents=3 mails=4`.
+deploy-check: install services
+	./scripts/install-missing.sh "make deploy-check" podman=podman runc=runc debootstrap=debootstrap
+	$(WITH_SERVICES) $(PY) scripts/deploy_check.py

@@ -348,6 +348,23 @@ class BrokerAdmin:
     def delete_user(self, user: str) -> None:
         self._client.delete(f"/users/{quote(user, safe='')}")
 
+    def add_vhost(self, administrator: str) -> None:
+        """Create this vhost and give ``administrator`` every permission on it."""
+        self._put(f"/vhosts/{self._vhost}", {})
+        self._put(
+            f"/permissions/{self._vhost}/{quote(administrator, safe='')}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    def delete_vhost(self) -> None:
+        self._client.delete(f"/vhosts/{self._vhost}")
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue of this vhost as the broker reports it (name, counts, consumers)."""
+        response = self._client.get(f"/queues/{self._vhost}")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
 
 def provision_broker(
     admin_url: str,

@@ -88,9 +88,12 @@ def provision_roles(
     credentials: Annotated[
         Path, typer.Option(help="one folder per service: database_url and rabbitmq_url files")
     ] = Path("var/credentials"),
-    prefix: Annotated[str, typer.Option(help="role and user names: <prefix>_<service>")] = (
-        "incidentflow"
-    ),
+    prefix: Annotated[
+        str,
+        typer.Option(
+            help="role and user names: <prefix>_<service>", envvar="PROVISION_ROLE_PREFIX"
+        ),
+    ] = "incidentflow",
 ) -> None:
     """Create or update each service's Postgres role and RabbitMQ user with only its grants,
     and declare the broker topology they may not declare themselves.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -16,12 +15,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 from incidentflow.db import migrate
 from incidentflow.provisioning import (
+    BrokerAdmin,
     drop_broker_users,
     drop_database_roles,
     management_url,
@@ -31,22 +31,22 @@ from incidentflow.provisioning import (
 from incidentflow_tools.stack import REPO_ROOT, Stack
 
 
+def broker_management_url(url: str) -> str:
+    """The management API of the broker ``url`` names: RABBITMQ_MANAGEMENT_URL when set (the
+    project's own servers answer on a port of their own), else port 15672 on its host."""
+    return management_url(url, os.environ.get("RABBITMQ_MANAGEMENT_URL"))
+
+
 @contextmanager
 def own_vhost(url: str, label: str = "test") -> Iterator[str]:
-    """``url`` on a new vhost where the broker is local to rabbitmqctl, else ``url`` itself."""
-    if not shutil.which("rabbitmqctl") or urlsplit(url).hostname not in ("localhost", "127.0.0.1"):
-        yield url
-        return
+    """``url`` on a new vhost, made and deleted through the broker's management API."""
     vhost = f"incidentflow-{label}-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-    )
-    try:
-        yield urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+    with BrokerAdmin(broker_management_url(url), vhost) as admin:
+        admin.add_vhost(unquote(urlsplit(url).username or "guest"))
+        try:
+            yield urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+        finally:
+            admin.delete_vhost()
 
 
 @contextmanager
@@ -77,7 +77,7 @@ def service_logins(rabbitmq_url: str, database_url: str, directory: Path) -> Ite
     afterwards. Their names carry a prefix of their own: roles and users are per server, and
     other sandboxes use theirs meanwhile."""
     prefix = f"ift{uuid.uuid4().hex[:8]}"
-    api = management_url(rabbitmq_url)
+    api = broker_management_url(rabbitmq_url)
     try:
         asyncio.run(provision_database(database_url, directory, prefix))
         provision_broker(rabbitmq_url, api, directory, prefix)
@@ -126,20 +126,40 @@ def free_port() -> int:
     return free_port_block(1)
 
 
-def restart_local_rabbitmq() -> None:
-    """Restart the local broker's application: every connection drops, quorum queues recover
-    from their logs on disk (the Erlang VM stays up, so it is back in seconds)."""
-    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+# The command that administers the servers this run uses (scripts/servers.sh for the project's
+# own; scripts/ensure-services.sh writes it to var/services.env). Never a host command: the
+# machine's own servers are not the ones under test.
+SERVERS_CTL = "INCIDENTFLOW_SERVERS_CTL"
 
 
-def restart_local_postgres() -> None:
-    cluster = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
-        check=True,
-        timeout=120,
-    )
+def servers_ctl() -> str | None:
+    return os.environ.get(SERVERS_CTL) or None
+
+
+def _administer(action: str, server: str) -> None:
+    ctl = servers_ctl()
+    if ctl is None:
+        raise RuntimeError(f"{SERVERS_CTL} is not set: no command administers these servers")
+    subprocess.run([ctl, action, server], check=True, timeout=180)
+
+
+def restart_rabbitmq() -> None:
+    """Restart the broker's application: every connection drops, quorum queues recover from
+    their logs on disk (the Erlang VM stays up, so it is back in seconds)."""
+    _administer("restart", "rabbitmq")
+
+
+def restart_postgres() -> None:
+    _administer("restart", "postgres")
+
+
+def kill_rabbitmq() -> None:
+    """kill -9 every process of the broker, then start it again: crash recovery."""
+    _administer("kill", "rabbitmq")
+
+
+def kill_postgres() -> None:
+    _administer("kill", "postgres")
 
 
 @contextmanager

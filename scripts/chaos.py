@@ -4,8 +4,10 @@ Starts the whole system (six services and the SMTP sink) on a vhost and database
 with a ticket API and a Twilio API on loopback that count the tickets and texts they take (one
 incident in four is written by SMS, so it is acknowledged by SMS too). While COUNT incidents
 arrive at
-RATE/s it kills each of the six services once with SIGKILL (and starts it again), restarts
-RabbitMQ once and restarts Postgres once. Clients behave like a real front end: a request that
+RATE/s it kills each of the six services once with SIGKILL (and starts it again), and
+restarts RabbitMQ and Postgres once each and kills each once with SIGKILL (crash recovery),
+through the command INCIDENTFLOW_SERVERS_CTL names (the project's own servers: make chaos never
+touches the machine's). Clients behave like a real front end: a request that
 gets no answer is sent again with the same Idempotency-Key.
 
 At the end every accepted incident must be in Postgres with sentiment, classification, a real
@@ -25,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -42,10 +43,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from incidentflow.provisioning import BrokerAdmin  # noqa: E402
 from incidentflow_tools.sandbox import (  # noqa: E402
+    broker_management_url,
     isolated_stack,
-    restart_local_postgres,
-    restart_local_rabbitmq,
+    kill_postgres,
+    kill_rabbitmq,
+    restart_postgres,
+    restart_rabbitmq,
     sample_incident,
 )
 from incidentflow_tools.stack import SERVICES, Stack  # noqa: E402
@@ -90,11 +95,15 @@ class Run:
         kills: list[tuple[str, Callable[[], None]]] = [
             (f"kill -9 {name}", functools.partial(self.kill, name)) for name in SERVICES
         ]
+        # The servers both stop gracefully and crash (kill -9: recovery from their logs).
         return [
-            *kills[:3],
-            ("restart rabbitmq", restart_local_rabbitmq),
-            *kills[3:],
-            ("restart postgres", restart_local_postgres),
+            *kills[:2],
+            ("restart rabbitmq", restart_rabbitmq),
+            *kills[2:4],
+            ("kill -9 rabbitmq", kill_rabbitmq),
+            *kills[4:],
+            ("restart postgres", restart_postgres),
+            ("kill -9 postgres", kill_postgres),
         ]
 
 
@@ -264,23 +273,14 @@ async def explain_lost(run: Run, lost: set[uuid.UUID]) -> None:
     finally:
         await conn.close()
     print(f"unfinished: {dict(row) if row else None}, outbox unpublished: {pending}", flush=True)
-    vhost = unquote(urlsplit(run.stack.env["RABBITMQ_URL"]).path.lstrip("/"))
-    queues = subprocess.run(
-        [
-            "rabbitmqctl",
-            "-q",
-            "list_queues",
-            "-p",
-            vhost,
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "consumers",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+    broker = run.stack.env["RABBITMQ_URL"]
+    vhost = unquote(urlsplit(broker).path.lstrip("/"))
+    with BrokerAdmin(broker_management_url(broker), vhost) as admin:
+        queues = "\n".join(
+            f"{q['name']} {q.get('messages_ready', 0)} {q.get('messages_unacknowledged', 0)} "
+            f"{q.get('consumers', 0)}"
+            for q in admin.queues()
+        )
     print("queues (name ready unacked consumers):\n" + queues, flush=True)
     for log in sorted(run.stack.log_dir.glob("*.log")):
         lines = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]

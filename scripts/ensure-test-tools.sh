@@ -12,19 +12,8 @@ cd "$(dirname "$0")/.."
 AXE_VERSION=4.14.1
 AXE_DIR=var/test-tools/axe-core-$AXE_VERSION
 
-missing=()
-command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "ERROR: the tests need: apt-get install ${missing[*]} (as root)" >&2
-    exit 1
-  fi
-  echo "installing ${missing[*]} (the tests' IMAP server and browser)"
-  apt-get update -qq
-  # policy-rc.d, where present, keeps the package from starting a system Dovecot.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+scripts/install-missing.sh "the tests' IMAP server and browser" \
+  /usr/sbin/dovecot=dovecot-imapd chromium=chromium
 
 if [ ! -f "$AXE_DIR/axe.min.js" ]; then
   command -v npm >/dev/null 2>&1 || { echo "ERROR: npm is needed to fetch axe-core" >&2; exit 1; }

@@ -18,14 +18,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from incidentflow.provisioning import management_url  # noqa: E402
+from incidentflow_tools.sandbox import broker_management_url  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
 
 
 def rabbitmq_version() -> str:
-    api = httpx.URL(management_url(RABBITMQ_URL))
+    api = httpx.URL(broker_management_url(RABBITMQ_URL))
     try:
         overview = httpx.get(
             str(api.copy_with(username=None, password=None, path="/api/overview")),
@@ -51,7 +51,7 @@ async def postgres_version() -> str:
 
 
 def deployed(image: str) -> str:
-    """The tag of ``image`` in deploy/compose.yaml (rabbitmq:4.1-management → 4.1)."""
+    """The tag of ``image`` in deploy/compose.yaml (rabbitmq:4.3-management → 4.3)."""
     compose = (REPO / "deploy" / "compose.yaml").read_text()
     found = re.search(rf"image: {image}:([0-9.]+)", compose)
     return found.group(1) if found else "?"

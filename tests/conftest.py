@@ -72,7 +72,7 @@ def rabbitmq_url() -> Iterator[str]:
             missing(f"RabbitMQ at {url}")
         from testcontainers.rabbitmq import RabbitMqContainer
 
-        container = RabbitMqContainer("rabbitmq:3.13-management").start()
+        container = RabbitMqContainer("rabbitmq:4.3-management").start()
         url = (
             f"amqp://guest:guest@{container.get_container_host_ip()}:"
             f"{container.get_exposed_port(5672)}/"
@@ -95,7 +95,7 @@ def database_url() -> Iterator[str]:
             missing(f"PostgreSQL at {base}")
         from testcontainers.postgres import PostgresContainer
 
-        container = PostgresContainer("postgres:16-alpine").start()
+        container = PostgresContainer("postgres:18-trixie").start()
         base = container.get_connection_url(driver=None)
     try:
         with own_database(base) as url:

@@ -1,8 +1,8 @@
-"""The small `make chaos`: every service killed once, RabbitMQ and Postgres restarted once,
-while incidents keep arriving. Nothing accepted is lost, and no ticket, acknowledgement email
-or acknowledgement text goes out twice.
+"""The small `make chaos`: every service killed once, RabbitMQ and Postgres restarted and
+killed once each, while incidents keep arriving. Nothing accepted is lost, and no ticket,
+acknowledgement email or acknowledgement text goes out twice.
 
-It restarts the local servers, so it needs rabbitmqctl and pg_ctlcluster on this host.
+It restarts and kills the servers under test through INCIDENTFLOW_SERVERS_CTL.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from incidentflow_tools.stack import REPO_ROOT
-from tests.e2e.test_restarts import require
+from tests.e2e.test_restarts import require_servers_ctl
 
 TEXTS = re.compile(r"^texts=(\d+) duplicate_texts=(\d+)$", re.MULTILINE)
 LAST_LINE = re.compile(
@@ -22,8 +22,7 @@ LAST_LINE = re.compile(
 
 
 def test_chaos_loses_nothing_and_sends_nothing_twice(rabbitmq_url: str) -> None:
-    require("rabbitmqctl")
-    require("pg_ctlcluster")
+    require_servers_ctl()
     result = subprocess.run(
         [sys.executable, "scripts/chaos.py", "--count", "150", "--rate", "5", "--settle", "240"],
         cwd=REPO_ROOT,

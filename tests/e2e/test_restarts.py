@@ -1,13 +1,12 @@
 """Follow-ups survive a restart of RabbitMQ and a restart of Postgres: none lost, none twice.
 
-These restart the local servers, so they need `rabbitmqctl` / `pg_ctlcluster` on this host
-(true on the project's machines and in CI there).
+These restart the servers the run uses, through the command INCIDENTFLOW_SERVERS_CTL names
+(scripts/servers.sh for the project's own servers, which `make test` sets).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -16,7 +15,12 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from incidentflow_tools.sandbox import restart_local_postgres, restart_local_rabbitmq
+from incidentflow_tools.sandbox import (
+    SERVERS_CTL,
+    restart_postgres,
+    restart_rabbitmq,
+    servers_ctl,
+)
 from tests.e2e.conftest import publish
 from tests.e2e.test_reminders import (
     DELAY,
@@ -29,32 +33,31 @@ from tests.e2e.test_reminders import (
 )
 
 
-def require(tool: str) -> None:
-    if shutil.which(tool) is None:
-        message = f"{tool} is needed to restart the local server"
+def require_servers_ctl() -> None:
+    if servers_ctl() is None:
+        message = f"{SERVERS_CTL} is needed to restart the servers under test"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
 
 
 @pytest.mark.parametrize(
-    ("tool", "restart", "pause"),
+    ("restart", "pause"),
     [
         # While the follow-ups wait in the delay queues.
-        pytest.param("rabbitmqctl", restart_local_rabbitmq, 1.0, id="rabbitmq"),
+        pytest.param(restart_rabbitmq, 1.0, id="rabbitmq"),
         # Just as they fall due, so firing meets a database that is away.
-        pytest.param("pg_ctlcluster", restart_local_postgres, DELAY - 0.5, id="postgres"),
+        pytest.param(restart_postgres, DELAY - 0.5, id="postgres"),
     ],
 )
 async def test_reminders_survive_a_server_restart(
-    tool: str,
     restart: Callable[[], None],
     pause: float,
     isolated_rabbitmq_url: str,
     own_database_url: str,
     tmp_path: Path,
 ) -> None:
-    require(tool)
+    require_servers_ctl()
     service = ReminderProcess(isolated_rabbitmq_url, own_database_url, tmp_path / "reminder.log")
     service.start()
     try:

@@ -13,7 +13,8 @@ import pytest
 from aiormq.exceptions import DeliveryError
 
 from contracts.topology import DEAD_LETTERS, NOTIFIER_TICKETED, SENTIMENT_RECEIVED
-from incidentflow.provisioning import BrokerAdmin, DeadLetterLimits, management_url, vhost_of
+from incidentflow.provisioning import BrokerAdmin, DeadLetterLimits, vhost_of
+from incidentflow_tools.sandbox import broker_management_url
 from tests.security.conftest import Servers
 
 DEFAULT = {"message-ttl": 30 * 86_400_000, "max-length": 100_000}
@@ -22,7 +23,7 @@ DEFAULT = {"message-ttl": 30 * 86_400_000, "max-length": 100_000}
 @pytest.fixture
 def admin(servers: Servers) -> Iterator[BrokerAdmin]:
     url = servers.rabbitmq_url
-    with BrokerAdmin(management_url(url), vhost_of(url)) as admin:
+    with BrokerAdmin(broker_management_url(url), vhost_of(url)) as admin:
         yield admin
 
 

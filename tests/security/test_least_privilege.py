@@ -17,6 +17,7 @@ from aiormq.exceptions import ChannelAccessRefused
 from contracts.events import IncidentScored, IncidentTicketed
 from contracts.grants import SERVICES
 from contracts.topology import DEAD_LETTERS, EVENTS, NOTIFIER_TICKETED, SENTIMENT_RECEIVED
+from incidentflow_tools.sandbox import broker_management_url
 from tests.security.conftest import Servers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -231,6 +232,7 @@ def test_provision_roles_again_keeps_every_login(servers: Servers) -> None:
         env={
             "DATABASE_URL": servers.database_url,
             "RABBITMQ_URL": servers.rabbitmq_url,
+            "RABBITMQ_MANAGEMENT_URL": broker_management_url(servers.rabbitmq_url),
             "PATH": "/usr/bin:/bin",
         },
         capture_output=True,

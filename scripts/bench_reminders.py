@@ -110,12 +110,15 @@ async def insert_bench_incidents(
 ) -> None:
     """The open incidents the benchmarks' events are about, already ticketed or not yet."""
     columns = ["id", "customer_id", "channel", "message", "email", "created_at"]
-    record = ("bench", "email", "charged twice", "b@example.com", created_at)
+    record = ("email", "charged twice", "b@example.com", created_at)
     conn = await asyncpg.connect(database)
     try:
+        # A customer each: one customer's follow-ups would go out one at a time (docs/adr/0057).
         await conn.copy_records_to_table(
             "incidents",
-            records=[(i, *record, *(("TKT-bench",) if ticketed else ())) for i in ids],
+            records=[
+                (i, f"bench-{i}", *record, *(("TKT-bench",) if ticketed else ())) for i in ids
+            ],
             columns=[*columns, *(["ticket_id"] if ticketed else [])],
         )
     finally:

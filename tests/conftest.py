@@ -25,6 +25,9 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incid
 # The tests mail and text the same few addresses and numbers all day, in one database; the
 # limit per recipient is tested where it is set on purpose (tests/security/).
 os.environ.setdefault("NOTIFIER_LIMIT_PER_RECIPIENT", "1000000/hour")
+# Likewise their follow-ups: one per customer at a time is tested where it is set on purpose
+# (tests/services/reminder/test_one_per_customer.py).
+os.environ.setdefault("REMINDER_CUSTOMER_GAP_SECONDS", "0")
 # Ingest apps made by tests listen for mail only where a test gives them a port of its own.
 os.environ.setdefault("INTAKE_SMTP_PORT", "off")
 

@@ -182,6 +182,7 @@ class Reminders:
                     reminder_id=reminder_id,
                     lease_seconds=self.settings.request_lease_seconds if lapsed else None,
                     limit=self.settings.fire_batch_size,
+                    customer_gap_seconds=self.settings.customer_gap_seconds,
                 )
                 if fired:
                     await self._request(fired)

@@ -25,6 +25,9 @@ class ReminderSettings(CommonSettings):
     # Sooner follow-ups for urgent cases; the shortest applicable delay wins.
     category_delays: dict[Category, int] = Field(default_factory=_urgent_categories)
     sentiment_delays: dict[Sentiment, int] = Field(default_factory=_urgent_sentiments)
+    # A customer's follow-up is skipped while another of theirs went out less than this long
+    # ago: one "still on it" for several incidents at once (docs/adr/0057); 0 = off.
+    customer_gap_seconds: int = Field(3600, ge=0, lt=2**28)
     # Tell the support team when an incident is still open this long after it came in; 0 = off.
     escalation_seconds: int = Field(48 * 3600, ge=0, lt=2**28)
     # Safety net: reminders past due by more than this were lost by the broker; fire them.

@@ -97,7 +97,7 @@ class Fired:
 # dead ones of every reminder fired since the last vacuum included (and mark none of them
 # dead). Over a million reminders with autovacuum behind, that was 650,000 entries and
 # 170 ms per claim; an ordered index scan stops at the limit and marks what it found dead.
-CLAIM_DUE = """
+CLAIM_DUE = f"""
 WITH due AS (
     -- The conditions sit in the locking queries themselves: a row another firing changed
     -- meanwhile is checked again once locked, and no longer qualifies.
@@ -114,13 +114,34 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     SELECT id FROM due UNION ALL SELECT id FROM lapsed
+), decided AS (
+    -- One follow-up per customer at a time (docs/adr/0057): a customer's follow-up is
+    -- skipped when another of theirs was requested within $6 seconds, or falls due earlier
+    -- in this claim. Escalations go out for each incident.
+    SELECT r.id,
+           CASE WHEN i.status <> 'open' THEN 'skipped: incident resolved'
+                WHEN r.kind = '{FOLLOW_UP}' AND $6::float8 > 0 AND (
+                    row_number() OVER (PARTITION BY i.customer_id, r.kind
+                                       ORDER BY r.due_at, r.id) > 1
+                    OR EXISTS (
+                        SELECT 1 FROM incidents other
+                        JOIN reminders sent ON sent.incident_id = other.id
+                        WHERE other.customer_id = i.customer_id AND other.id <> i.id
+                          AND sent.kind = r.kind AND sent.state = 'requested'
+                          AND sent.updated_at > now() - make_interval(secs => $6)))
+                THEN 'skipped: customer followed up'
+                ELSE 'requested' END AS outcome
+    FROM claimed
+    JOIN reminders r ON r.id = claimed.id
+    JOIN incidents i ON i.id = r.incident_id
 ), fired AS (
     UPDATE reminders r
-    SET state = CASE WHEN i.status = 'open' THEN 'requested' ELSE 'skipped' END,
+    SET state = CASE decided.outcome WHEN 'requested' THEN 'requested' ELSE 'skipped' END,
         attempts = r.attempts + 1, updated_at = now()
-    FROM claimed, incidents i
-    WHERE r.id = claimed.id AND i.id = r.incident_id
-    RETURNING r.*, i.ticket_id, i.email, i.message, i.created_at AS incident_created
+    FROM decided, incidents i
+    WHERE r.id = decided.id AND i.id = r.incident_id
+    RETURNING r.*, i.ticket_id, i.email, i.message, i.created_at AS incident_created,
+              decided.outcome
 ), audited AS (
     -- Each reminder's row holds a reminder.due event, as if one had come for it alone.
     INSERT INTO audit_events
@@ -128,11 +149,10 @@ WITH due AS (
     SELECT $5, 'reminder.due', due.event_id, due.incident_id, due.occurred_at,
            jsonb_build_object(
                'event_id', due.event_id, 'incident_id', due.incident_id,
-               'occurred_at', due.occurred_at, 'schema_version', 1, 'trace', '{}'::jsonb,
+               'occurred_at', due.occurred_at, 'schema_version', 1, 'trace', '{{}}'::jsonb,
                'reminder_id', due.id, 'kind', due.kind, 'due_at', due.due_at
            ),
-           CASE due.state WHEN 'requested' THEN 'requested'
-                          ELSE 'skipped: incident resolved' END
+           due.outcome
     FROM (SELECT fired.*, gen_random_uuid() AS event_id, now() AS occurred_at FROM fired) due
 )
 SELECT * FROM fired
@@ -147,12 +167,16 @@ async def claim_due(
     reminder_id: int | None = None,
     lease_seconds: float | None,
     limit: int,
+    customer_gap_seconds: float = 0,
 ) -> list[Fired]:
     """Claim up to ``limit`` reminders due by ``until`` (or just ``reminder_id``), oldest
     first, and with a ``lease_seconds``, up to ``limit`` whose request lapsed (the sweep's
     job: it reads an index of every request since the last vacuum), and decide each:
-    'requested' for an open incident, 'skipped' for a resolved one."""
-    rows = await conn.fetch(CLAIM_DUE, until, reminder_id, lease_seconds, limit, service)
+    'requested' for an open incident, 'skipped' for a resolved one, and for a customer's
+    follow-up while another of theirs went out less than ``customer_gap_seconds`` ago."""
+    rows = await conn.fetch(
+        CLAIM_DUE, until, reminder_id, lease_seconds, limit, service, customer_gap_seconds
+    )
     return [
         Fired(_reminder(r), r["ticket_id"], r["email"], r["message"], r["incident_created"])
         for r in rows

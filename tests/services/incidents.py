@@ -12,12 +12,15 @@ from services.ingest import store as ingest_store
 
 
 async def stored_incident(
-    pool: asyncpg.Pool, message: str = "I was charged twice", trace: dict[str, str] | None = None
+    pool: asyncpg.Pool,
+    message: str = "I was charged twice",
+    trace: dict[str, str] | None = None,
+    customer_id: str | None = None,
 ) -> IncidentReceived:
     """An incident as ingest stores it (row, outbox event, audit), its event returned."""
     event = IncidentReceived(
         incident_id=uuid.uuid4(),
-        customer_id=f"test-{uuid.uuid4().hex[:8]}",
+        customer_id=customer_id or f"test-{uuid.uuid4().hex[:8]}",
         channel="email",
         message=message,
         email="a@b.co",

@@ -1,0 +1,123 @@
+"""A customer with several open incidents gets one follow-up at a time (docs/adr/0057)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from services.reminder import store
+from tests.services.incidents import stored_incident
+
+HOUR = 3600
+# Reminders due this long ago are this file's alone: a claim up to then takes no other test's.
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def due_reminder(
+    pool: asyncpg.Pool,
+    customer_id: str,
+    kind: str,
+    seconds_ago: float,
+    *,
+    since: datetime | None = None,
+) -> uuid.UUID:
+    incident = await stored_incident(pool, customer_id=customer_id)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO reminders (incident_id, kind, due_at) VALUES ($1, $2, $3)",
+            incident.incident_id,
+            kind,
+            (since or datetime.now(UTC)) - timedelta(seconds=seconds_ago),
+        )
+    return incident.incident_id
+
+
+async def claim(pool: asyncpg.Pool, ids: list[uuid.UUID], gap: float) -> dict[uuid.UUID, str]:
+    """Claims what is due among ``ids`` (one at a time, as a tick names a reminder); each
+    incident's outcome as audited."""
+    async with pool.acquire() as conn:
+        reminder_ids = await conn.fetch(
+            "SELECT id FROM reminders WHERE incident_id = ANY($1::uuid[]) ORDER BY due_at", ids
+        )
+        if len(reminder_ids) == len(ids):
+            async with conn.transaction():
+                for row in reminder_ids:
+                    await store.claim_due(
+                        conn,
+                        "reminder",
+                        datetime.now(UTC),
+                        reminder_id=row["id"],
+                        lease_seconds=None,
+                        limit=10,
+                        customer_gap_seconds=gap,
+                    )
+        rows = await conn.fetch(
+            "SELECT incident_id, outcome FROM audit_events "
+            "WHERE event_name = 'reminder.due' AND incident_id = ANY($1::uuid[])",
+            ids,
+        )
+    return {row["incident_id"]: row["outcome"] for row in rows}
+
+
+async def claim_all_due(pool: asyncpg.Pool, gap: float) -> dict[uuid.UUID, str]:
+    """One claim takes everything due by LONG_AGO (as a sweep, or a tick's slot, takes
+    several)."""
+    async with pool.acquire() as conn, conn.transaction():
+        fired = await store.claim_due(
+            conn,
+            "reminder",
+            LONG_AGO,
+            lease_seconds=None,
+            limit=10_000,
+            customer_gap_seconds=gap,
+        )
+    return {f.reminder.incident_id: f.reminder.state for f in fired}
+
+
+async def test_the_first_follow_up_due_goes_out_and_the_others_are_skipped(
+    pool: asyncpg.Pool,
+) -> None:
+    customer = f"one-{uuid.uuid4().hex[:8]}"
+    first = await due_reminder(pool, customer, store.FOLLOW_UP, 3)
+    second = await due_reminder(pool, customer, store.FOLLOW_UP, 2)
+    third = await due_reminder(pool, customer, store.FOLLOW_UP, 1)
+    escalation = await due_reminder(pool, customer, store.ESCALATION, 1)
+    someone_else = await due_reminder(pool, f"other-{uuid.uuid4().hex[:8]}", store.FOLLOW_UP, 2)
+    outcomes = await claim(pool, [first, second, third, escalation, someone_else], HOUR)
+    assert outcomes == {
+        first: "requested",
+        second: "skipped: customer followed up",
+        third: "skipped: customer followed up",
+        escalation: "requested",  # the support team hears of each incident
+        someone_else: "requested",
+    }
+
+
+async def test_follow_ups_due_together_in_one_claim_send_one(pool: asyncpg.Pool) -> None:
+    customer = f"batch-{uuid.uuid4().hex[:8]}"
+    ids = [
+        await due_reminder(pool, customer, store.FOLLOW_UP, s, since=LONG_AGO) for s in (3, 2, 1)
+    ]
+    states = await claim_all_due(pool, HOUR)
+    assert states == {ids[0]: "requested", ids[1]: "skipped", ids[2]: "skipped"}
+
+
+async def test_after_the_gap_the_customer_is_followed_up_again(pool: asyncpg.Pool) -> None:
+    customer = f"later-{uuid.uuid4().hex[:8]}"
+    earlier = await due_reminder(pool, customer, store.FOLLOW_UP, 3)
+    assert await claim(pool, [earlier], HOUR) == {earlier: "requested"}
+    async with pool.acquire() as conn:  # that follow-up went out two hours ago
+        await conn.execute(
+            "UPDATE reminders SET updated_at = now() - interval '2 hours' WHERE incident_id = $1",
+            earlier,
+        )
+    later = await due_reminder(pool, customer, store.FOLLOW_UP, 1)
+    assert await claim(pool, [later], HOUR) == {later: "requested"}
+
+
+async def test_with_the_gap_off_every_follow_up_goes_out(pool: asyncpg.Pool) -> None:
+    customer = f"off-{uuid.uuid4().hex[:8]}"
+    ids = [await due_reminder(pool, customer, store.FOLLOW_UP, s) for s in (2, 1)]
+    assert await claim(pool, ids, 0) == {ids[0]: "requested", ids[1]: "requested"}

@@ -161,8 +161,16 @@ SERVICE_GRANTS: tuple[ServiceGrants, ...] = (
     ),
     ServiceGrants(
         "reminder",
-        tables={**_AUDIT, "reminders": "SELECT, INSERT", "incidents": "SELECT"},
-        updates={"reminders": ("state", "attempts", "updated_at", "due_at")},
+        tables={
+            **_AUDIT,
+            "reminders": "SELECT, INSERT",
+            "incidents": "SELECT",
+            "customer_follow_ups": "SELECT, INSERT",
+        },
+        updates={
+            "reminders": ("state", "attempts", "updated_at", "due_at"),
+            "customer_follow_ups": ("followed_up_at",),
+        },
         sequences=(*_AUDIT_SEQUENCES, "reminders_id_seq"),
         publishes=(ReminderRequested,),
         delays=(ReminderTick, ReminderDue),

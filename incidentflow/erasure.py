@@ -85,6 +85,7 @@ async def erase_customer(
         )
         incident_ids = [row["id"] for row in rows]
         await _erase(conn, incident_ids)
+        await conn.execute("DELETE FROM customer_follow_ups WHERE customer_id = $1", customer_id)
         await _record(conn, customer_digest(customer_id), len(incident_ids), operator)
     return incident_ids
 

@@ -114,26 +114,33 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     SELECT id FROM due UNION ALL SELECT id FROM lapsed
-), decided AS (
-    -- One follow-up per customer at a time (docs/adr/0057): a customer's follow-up is
-    -- skipped when another of theirs was requested within $6 seconds, or falls due earlier
-    -- in this claim. Escalations go out for each incident.
-    SELECT r.id,
-           CASE WHEN i.status <> 'open' THEN 'skipped: incident resolved'
-                WHEN r.kind = '{FOLLOW_UP}' AND $6::float8 > 0 AND (
-                    row_number() OVER (PARTITION BY i.customer_id, r.kind
-                                       ORDER BY r.due_at, r.id) > 1
-                    OR EXISTS (
-                        SELECT 1 FROM incidents other
-                        JOIN reminders sent ON sent.incident_id = other.id
-                        WHERE other.customer_id = i.customer_id AND other.id <> i.id
-                          AND sent.kind = r.kind AND sent.state = 'requested'
-                          AND sent.updated_at > now() - make_interval(secs => $6)))
-                THEN 'skipped: customer followed up'
-                ELSE 'requested' END AS outcome
+), candidates AS (
+    SELECT r.id, r.kind, i.customer_id, i.status,
+           row_number() OVER (PARTITION BY i.customer_id, r.kind ORDER BY r.due_at, r.id) AS rank
     FROM claimed
     JOIN reminders r ON r.id = claimed.id
     JOIN incidents i ON i.id = r.incident_id
+), followed_up AS (
+    -- One follow-up per customer at a time (docs/adr/0057): the customer's row is taken only
+    -- when their last follow-up is older than $6 seconds. A concurrent claim for the same
+    -- customer waits on the row, then sees the newer time (ON CONFLICT re-checks the newest
+    -- version), so the two never both go out. Customers in order: no deadlock between claims.
+    INSERT INTO customer_follow_ups AS last (customer_id, followed_up_at)
+    SELECT customer_id, now() FROM candidates
+    WHERE $6::float8 > 0 AND kind = '{FOLLOW_UP}' AND status = 'open' AND rank = 1
+    ORDER BY customer_id
+    ON CONFLICT (customer_id) DO UPDATE SET followed_up_at = excluded.followed_up_at
+    WHERE last.followed_up_at <= now() - make_interval(secs => $6)
+    RETURNING customer_id
+), decided AS (
+    -- Escalations go out for each incident: the support team wants every one.
+    SELECT id,
+           CASE WHEN status <> 'open' THEN 'skipped: incident resolved'
+                WHEN kind = '{FOLLOW_UP}' AND $6::float8 > 0
+                     AND (rank > 1 OR customer_id NOT IN (SELECT customer_id FROM followed_up))
+                THEN 'skipped: customer followed up'
+                ELSE 'requested' END AS outcome
+    FROM candidates
 ), fired AS (
     UPDATE reminders r
     SET state = CASE decided.outcome WHEN 'requested' THEN 'requested' ELSE 'skipped' END,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -110,8 +111,9 @@ async def test_after_the_gap_the_customer_is_followed_up_again(pool: asyncpg.Poo
     assert await claim(pool, [earlier], HOUR) == {earlier: "requested"}
     async with pool.acquire() as conn:  # that follow-up went out two hours ago
         await conn.execute(
-            "UPDATE reminders SET updated_at = now() - interval '2 hours' WHERE incident_id = $1",
-            earlier,
+            "UPDATE customer_follow_ups SET followed_up_at = now() - interval '2 hours' "
+            "WHERE customer_id = $1",
+            customer,
         )
     later = await due_reminder(pool, customer, store.FOLLOW_UP, 1)
     assert await claim(pool, [later], HOUR) == {later: "requested"}
@@ -121,3 +123,65 @@ async def test_with_the_gap_off_every_follow_up_goes_out(pool: asyncpg.Pool) -> 
     customer = f"off-{uuid.uuid4().hex[:8]}"
     ids = [await due_reminder(pool, customer, store.FOLLOW_UP, s) for s in (2, 1)]
     assert await claim(pool, ids, 0) == {ids[0]: "requested", ids[1]: "requested"}
+
+
+async def claim_follow_up(conn: asyncpg.Connection, reminder_id: int) -> str:
+    """One tick's claim of one reminder, in a transaction of its own; its state."""
+    async with conn.transaction():
+        [fired] = await store.claim_due(
+            conn,
+            "reminder",
+            datetime.now(UTC),
+            reminder_id=reminder_id,
+            lease_seconds=None,
+            limit=10,
+            customer_gap_seconds=HOUR,
+        )
+    return fired.reminder.state
+
+
+async def wait_until_blocked(pool: asyncpg.Pool, pid: int) -> None:
+    """Until the backend ``pid`` waits for a lock (the customer's row)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        async with pool.acquire() as conn:
+            if await conn.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the second claim never waited for the first")
+
+
+async def test_two_claims_at_once_for_one_customer_send_one(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """Ticks are handled concurrently: the second claim waits for the first to commit, then
+    sees its follow-up."""
+    customer = f"race-{uuid.uuid4().hex[:8]}"
+    incidents = [await due_reminder(pool, customer, store.FOLLOW_UP, s) for s in (2, 1)]
+    async with pool.acquire() as conn:
+        first, second = [
+            await conn.fetchval("SELECT id FROM reminders WHERE incident_id = $1", incident)
+            for incident in incidents
+        ]
+    one = await asyncpg.connect(database_url)
+    other = await asyncpg.connect(database_url)
+    try:
+        async with one.transaction():  # the first claim, not committed yet
+            [fired] = await store.claim_due(
+                one,
+                "reminder",
+                datetime.now(UTC),
+                reminder_id=first,
+                lease_seconds=None,
+                limit=10,
+                customer_gap_seconds=HOUR,
+            )
+            assert fired.reminder.state == "requested"
+            racing = asyncio.create_task(claim_follow_up(other, second))
+            await wait_until_blocked(pool, other.get_server_pid())
+        assert await racing == "skipped"
+    finally:
+        await one.close()
+        await other.close()

@@ -73,8 +73,14 @@ fmt: install
 
 RATES ?= 50,100,200,300,400,500,600,800,1000
 STEP ?= 20
+# The ticket API and Gemini answer after OUTSIDE_LATENCY_MS; PATH_MODE=wait is the API's default
+# path (201 once finished), accept the 202 at once; a rate must hold in each of REPEATS runs.
+OUTSIDE_LATENCY_MS ?= 0
+PATH_MODE ?= wait
+REPEATS ?= 3
 bench: install services
-	$(WITH_SERVICES) $(PY) scripts/bench.py --rates $(RATES) --seconds $(STEP)
+	$(WITH_SERVICES) $(PY) scripts/bench.py --rates $(RATES) --seconds $(STEP) \
+		--outside-latency-ms $(OUTSIDE_LATENCY_MS) --path-mode $(PATH_MODE) --repeats $(REPEATS)
 
 bench-broker: install services
 	$(WITH_SERVICES) $(PY) scripts/bench_broker.py

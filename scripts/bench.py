@@ -1,9 +1,13 @@
 """End-to-end throughput benchmark: the whole system at increasing open-loop rates.
 
 Starts the six services and the dev SMTP inbox as real processes on a RabbitMQ vhost and a
-Postgres database of their own, with the local classifier and the local ticket backend. For
-each rate, a load generator in its own process (scripts/bench_load.py) POSTs incidents for
-STEP seconds without waiting for answers; the benchmark then waits for the pipeline to finish
+Postgres database of their own. The outside systems are real HTTP servers on loopback that
+answer after OUTSIDE_LATENCY_MS (``--outside-latency-ms``, default 0): the REST ticket API
+(TICKETING_BACKEND=rest) and Gemini (the google-genai client, GEMINI_API_KEY set). For each
+rate, a load generator in its own process (scripts/bench_load.py) POSTs incidents at that rate
+for STEP seconds, open loop, on PATH_MODE's path (``--path-mode``): ``wait`` (default) is the
+default API path, ``Prefer: wait``, answered 201 once the pipeline finished; ``accept`` asks
+for the 202 at once (``Prefer: wait=0``). The benchmark then waits for the pipeline to finish
 them and reports, from the audit store's per-step timestamps:
 
 - accepted/s and completed/s (received → acknowledged);
@@ -15,10 +19,14 @@ Before the first rate, an unmeasured warm-up (``--warmup``, 5 s at the first rat
 tables, so no measured step runs on plans made for empty ones.
 
 A rate is sustained when every request was accepted, every accepted incident completed,
-completed/s kept up with the offered rate (≥ 95 %) and the end-to-end p99 stayed ≤ 1 s.
-The last line is ``max_sustained_per_s=N e2e_p99_ms=N`` for the highest sustained rate.
+completed/s kept up with the offered rate (≥ 95 %) and the end-to-end p99 stayed ≤ 1 s, in each
+of REPEATS runs (``--repeats``, default 3): one good run out of three does not count. The
+end-to-end latency runs from when the load generator sent the request (its wall clock, the
+same machine's) to the acknowledgement, not from the row's own timestamp.
+The last line is ``max_sustained_per_s=N e2e_p99_ms=N`` for the highest sustained rate (the
+p99 the worst of its repeats).
 
-Usage: make bench [RATES=50,100,200,...] [STEP=20]
+Usage: make bench [RATES=50,100,200,...] [STEP=20] [OUTSIDE_LATENCY_MS=0] [PATH_MODE=wait]
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -48,6 +58,8 @@ sys.path.insert(0, str(REPO))
 from incidentflow_tools.sandbox import isolated_stack  # noqa: E402
 from incidentflow_tools.stack import SERVICES, Stack  # noqa: E402
 from services.ingest.keys import ApiKey, hash_key  # noqa: E402
+from tests.fake_tickets import REST_PATH, fake_ticket_api  # noqa: E402
+from tests.fakes import Answer, fake_server  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost:5432/incidentflow")
@@ -191,7 +203,7 @@ async def timings(database_url: str, ids: list[uuid.UUID]) -> list[asyncpg.Recor
     try:
         return await conn.fetch(  # type: ignore[no-any-return]
             """
-            SELECT created_at, scored_at, classified_at, ticketed_at, acknowledged_at
+            SELECT id, created_at, scored_at, classified_at, ticketed_at, acknowledged_at
             FROM incidents WHERE id = ANY($1::uuid[])
             """,
             ids,
@@ -304,7 +316,9 @@ async def wait_completed(database_url: str, ids: list[uuid.UUID], timeout: float
         await conn.close()
 
 
-def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds: float) -> Step:
+def run_step(
+    stack: Stack, database_url: str, api_key: str, rate: float, seconds: float, path_mode: str
+) -> Step:
     processes = Processes(stack)
     with tempfile.TemporaryFile() as out:
         load = subprocess.Popen(
@@ -321,6 +335,8 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
                 f"--api-key={api_key}",
                 "--tag",
                 f"{rate:g}-{uuid.uuid4().hex[:6]}",
+                "--path-mode",
+                path_mode,
             ],
             stdout=out,
         )
@@ -334,10 +350,11 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
         outcome = json.load(out)
     results = outcome["results"]
     step = Step(rate=rate, offered=len(results))
-    for _, status, _ in results:
+    for _, status, _, _ in results:
         step.statuses[status] = step.statuses.get(status, 0) + 1
     step.errors = outcome["errors"]
-    accepted = [(uuid.UUID(i), ms) for i, status, ms in results if i and status in (201, 202)]
+    accepted = [(uuid.UUID(i), ms) for i, status, ms, _ in results if i and status in (201, 202)]
+    due = {uuid.UUID(i): datetime.fromtimestamp(at, UTC) for i, _, _, at in results if i}
     step.accepted = len(accepted)
     step.accepted_per_s = step.accepted / outcome["seconds"]
     step.accept_ms = [ms for _, ms in accepted]
@@ -361,7 +378,8 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
     if done:
         span = max(r["acknowledged_at"] for r in done) - min(r["created_at"] for r in done)
         step.completed_per_s = len(done) / max(span.total_seconds(), 1e-3)
-    step.e2e_ms = [(r["acknowledged_at"] - r["created_at"]).total_seconds() * 1000 for r in done]
+    # From the request's due time (the client's clock, this machine's), not the row's stamp.
+    step.e2e_ms = [(r["acknowledged_at"] - due[r["id"]]).total_seconds() * 1000 for r in done]
     step.stage_ms = {
         name: [(r[end] - r[begin]).total_seconds() * 1000 for r in done]
         for name, begin, end in STAGES
@@ -369,48 +387,92 @@ def run_step(stack: Stack, database_url: str, api_key: str, rate: float, seconds
     return step
 
 
-def bench(rates: list[float], seconds: float, warmup: float, log_level: str) -> int:
+def gemini_answer() -> dict[str, object]:
+    """Gemini's structured answer, as the google-genai client parses it."""
+    text = json.dumps(
+        {"category": "duplicate_payment", "confidence": 0.93, "reason": "charged twice"}
+    )
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}
+
+
+@contextmanager
+def outside_systems(latency_ms: float) -> Iterator[dict[str, str]]:
+    """The ticket API and Gemini on loopback, each answering after ``latency_ms``; the
+    services' settings that point at them."""
+    with ExitStack() as stack:
+        tickets = stack.enter_context(fake_ticket_api())
+        tickets.latency = latency_ms / 1000
+        gemini = stack.enter_context(
+            fake_server(default=Answer(200, gemini_answer(), delay=latency_ms / 1000))
+        )
+        yield {
+            "TICKETING_BACKEND": "rest",
+            "TICKETING_URL": tickets.url + REST_PATH,
+            "GEMINI_API_KEY": "bench-key",
+            "CLASSIFIER_GEMINI_BASE_URL": gemini.url,
+        }
+
+
+def bench(
+    rates: list[float],
+    seconds: float,
+    warmup: float,
+    log_level: str,
+    *,
+    latency_ms: float,
+    path_mode: str,
+    repeats: int,
+) -> int:
     api_key = secrets.token_urlsafe(32)
     entry = ApiKey(name="bench", scopes=frozenset({"submit"}), digest=hash_key(api_key)).entry()
-    with isolated_stack(
-        RABBITMQ_URL,
-        DATABASE_URL,
-        "bench",
-        {
-            "TICKETING_BACKEND": "local",
-            "INGEST_API_KEYS": entry,
-            # One load generator stands for many customers' front ends.
-            "INGEST_RATE_LIMIT_PER_KEY": "10000000/minute",
-            # Its addresses repeat from one rate to the next; every mail is part of the load.
-            "NOTIFIER_LIMIT_PER_RECIPIENT": "10000000/hour",
-            "LOG_LEVEL": log_level,
-        },
-        # The sink stands for the mail provider: its storage is not this machine's disk.
-        mail_in_memory=True,
-    ) as (stack, database_url):
+    with (
+        outside_systems(latency_ms) as outside,
+        isolated_stack(
+            RABBITMQ_URL,
+            DATABASE_URL,
+            "bench",
+            {
+                **outside,
+                "INGEST_API_KEYS": entry,
+                # One load generator stands for many customers' front ends.
+                "INGEST_RATE_LIMIT_PER_KEY": "10000000/minute",
+                # Its addresses repeat from one rate to the next; every mail is part of the load.
+                "NOTIFIER_LIMIT_PER_RECIPIENT": "10000000/hour",
+                "LOG_LEVEL": log_level,
+            },
+            # The sink stands for the mail provider: its storage is not this machine's disk.
+            mail_in_memory=True,
+        ) as (stack, database_url),
+    ):
         stack.start()
         try:
             stack.wait_ready(180)
             print(
                 f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB;"
-                f" step {seconds:g} s per rate; LOG_LEVEL={log_level}",
+                f" step {seconds:g} s per rate, {repeats} repeats; path {path_mode};"
+                f" outside latency {latency_ms:g} ms; LOG_LEVEL={log_level}",
                 flush=True,
             )
-            best: Step | None = None
+            best: list[Step] = []
             misses = 0
             with AutovacuumStandIn(database_url) as autovacuum:
                 if warmup > 0:
                     # Empty tables are not a steady state: the first statements plan for
                     # them. A short run fills them, and (without autovacuum) a round of the
                     # stand-in analyzes them, before anything is measured.
-                    run_step(stack, database_url, api_key, rates[0], warmup)
+                    run_step(stack, database_url, api_key, rates[0], warmup, path_mode)
                     autovacuum.round_now()
                     print(f"warm-up: {warmup:g} s at {rates[0]:g}/s, not counted", flush=True)
                 for rate in rates:
-                    step = run_step(stack, database_url, api_key, rate, seconds)
-                    print(step.report(), flush=True)
-                    if step.sustained:
-                        best, misses = step, 0
+                    steps = []
+                    for repeat in range(repeats):
+                        step = run_step(stack, database_url, api_key, rate, seconds, path_mode)
+                        print(f"repeat {repeat + 1}/{repeats}: " + step.report(), flush=True)
+                        steps.append(step)
+                        if not step.sustained:
+                            break  # one miss and the rate is not sustained
+                    if all(step.sustained for step in steps) and len(steps) == repeats:
+                        best, misses = steps, 0
                     else:
                         misses += 1
                         if misses == 2:  # two rates in a row beyond reach: higher ones are too
@@ -423,10 +485,11 @@ def bench(rates: list[float], seconds: float, warmup: float, log_level: str) -> 
                     )
         finally:
             stack.stop()
-    if best is None:
+    if not best:
         print("max_sustained_per_s=0 e2e_p99_ms=0")
         return 1
-    print(f"max_sustained_per_s={best.rate:.0f} e2e_p99_ms={percentile(best.e2e_ms, 0.99):.0f}")
+    worst_p99 = max(percentile(step.e2e_ms, 0.99) for step in best)
+    print(f"max_sustained_per_s={best[0].rate:.0f} e2e_p99_ms={worst_p99:.0f}")
     return 0
 
 
@@ -436,7 +499,20 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each rate runs")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--outside-latency-ms", type=float, default=0.0, help="the ticket API's and Gemini's"
+    )
+    parser.add_argument("--path-mode", choices=("wait", "accept"), default="wait")
+    parser.add_argument("--repeats", type=int, default=3, help="runs a rate must hold in each")
     args = parser.parse_args()
     sys.exit(
-        bench([float(r) for r in args.rates.split(",")], args.seconds, args.warmup, args.log_level)
+        bench(
+            [float(r) for r in args.rates.split(",")],
+            args.seconds,
+            args.warmup,
+            args.log_level,
+            latency_ms=args.outside_latency_ms,
+            path_mode=args.path_mode,
+            repeats=args.repeats,
+        )
     )

@@ -22,20 +22,30 @@ import uvloop
 
 from incidentflow_tools.sandbox import sample_incident
 
+# `wait`: the API's default path, answered 201 once the pipeline finished (or 202 after the
+# wait window); `accept`: the 202 at once. The pipeline is timed from the database either way.
+PREFER = {"wait": "wait", "accept": "wait=0"}
 
-async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag: str) -> Any:
+
+async def drive(
+    url: str, rate: float, seconds: float, api_key: str | None, tag: str, path_mode: str
+) -> Any:
     count = int(rate * seconds)
-    headers = {"Prefer": "wait=0"}  # the accept alone; the pipeline is timed from the database
+    headers = {"Prefer": PREFER[path_mode]}
     if api_key:
         headers["X-API-Key"] = api_key
-    results: list[tuple[str | None, int, float]] = [(None, 0, 0.0)] * count
+    # (incident id, status, ms from the due time to the answer, the due time: epoch seconds)
+    results: list[tuple[str | None, int, float, float]] = [(None, 0, 0.0, 0.0)] * count
     errors: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=1000)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.monotonic()
+        wall_start = time.time()
 
         async def one(n: int, due: float) -> None:
+            # When it was due, on the wall clock: a generator running late cannot hide it.
+            sent = wall_start + (due - started)
             try:
                 body = sample_incident(f"bench-{tag}", n)
                 async with session.post(url, json=body, headers=headers) as response:
@@ -44,7 +54,8 @@ async def drive(url: str, rate: float, seconds: float, api_key: str | None, tag:
             except Exception as exc:  # counted as not accepted (status 0), never fatal
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 body, status = {}, 0
-            results[n] = (body.get("incident_id"), status, (time.monotonic() - due) * 1000)
+            answered_ms = (time.monotonic() - due) * 1000
+            results[n] = (body.get("incident_id"), status, answered_ms, sent)
 
         tasks = []
         for n in range(count):
@@ -65,8 +76,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--api-key")
     parser.add_argument("--tag", default="run")
+    parser.add_argument("--path-mode", choices=sorted(PREFER), default="wait")
     args = parser.parse_args()
-    outcome = uvloop.run(drive(args.url, args.rate, args.seconds, args.api_key, args.tag))
+    outcome = uvloop.run(
+        drive(args.url, args.rate, args.seconds, args.api_key, args.tag, args.path_mode)
+    )
     json.dump(outcome, sys.stdout)
 
 

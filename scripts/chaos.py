@@ -15,7 +15,9 @@ ticket and an acknowledgement, with exactly one ticket at the ticket API, exactl
 acknowledgement email at the SMTP sink and, for an SMS incident, exactly one text at Twilio.
 
 Usage: make chaos [N=5000 RATE=50]   (python scripts/chaos.py --count N --rate R)
-Last line: accepted=N completed=N lost=N duplicate_tickets=N duplicate_emails=N
+Last line: accepted=N completed=N lost=N duplicate_tickets=N duplicate_emails=N; exit 1 when
+anything was lost or sent twice, a request was never accepted, or the totals of incidents,
+tickets, mails and texts differ from one per request (a text for every fourth).
 """
 
 from __future__ import annotations
@@ -367,13 +369,25 @@ async def drive(run: Run, count: int, rate: float, settle_s: float) -> int:
         f"{journaled.get('email', 0)} (texts: {journaled.get('sms', 0)})"
     )
     print(f"texts={texts.total()} duplicate_texts={duplicate_texts}")
+    # Every request accepted in the end (clients resend), and one of each per request.
+    totals_match = len(
+        run.accepted
+    ) == count == per_incident.total() == emails.total() and texts.total() == len(
+        range(0, count, 4)
+    )
+    print(
+        f"requests={count} incidents={len(run.accepted)} tickets={per_incident.total()} "
+        f"mails={emails.total()} texts={texts.total()} "
+        f"totals {'match' if totals_match else 'DIFFER'}"
+    )
     print(f"faults: {', '.join(run.faults)}")
     print(
         f"accepted={len(run.accepted)} completed={len(done)} lost={len(lost)} "
         f"duplicate_tickets={duplicate_tickets} duplicate_emails={duplicate_emails}",
         flush=True,
     )
-    return 0 if not (lost or duplicate_tickets or duplicate_emails or duplicate_texts) else 1
+    failed = lost or duplicate_tickets or duplicate_emails or duplicate_texts
+    return 0 if totals_match and not failed else 1
 
 
 if __name__ == "__main__":

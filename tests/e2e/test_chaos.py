@@ -46,3 +46,8 @@ def test_chaos_loses_nothing_and_sends_nothing_twice(rabbitmq_url: str) -> None:
     texts = TEXTS.search(result.stdout)
     assert texts, result.stdout[-3000:]
     assert tuple(map(int, texts.groups())) == (38, 0)
+    # One incident, ticket and mail per request, and the exit status says so too.
+    assert "requests=150 incidents=150 tickets=150 mails=150 texts=38 totals match" in (
+        result.stdout
+    )
+    assert result.returncode == 0

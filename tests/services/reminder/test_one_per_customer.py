@@ -35,6 +35,20 @@ async def due_reminder(
     return incident.incident_id
 
 
+async def claim_one(conn: asyncpg.Connection, reminder_id: int, gap: float = HOUR) -> str:
+    """One tick's claim of one reminder, in the caller's transaction; its state."""
+    [fired] = await store.claim_due(
+        conn,
+        "reminder",
+        datetime.now(UTC),
+        reminder_id=reminder_id,
+        lease_seconds=None,
+        limit=10,
+        customer_gap_seconds=gap,
+    )
+    return fired.reminder.state
+
+
 async def claim(pool: asyncpg.Pool, ids: list[uuid.UUID], gap: float) -> dict[uuid.UUID, str]:
     """Claims what is due among ``ids`` (one at a time, as a tick names a reminder); each
     incident's outcome as audited."""
@@ -45,15 +59,7 @@ async def claim(pool: asyncpg.Pool, ids: list[uuid.UUID], gap: float) -> dict[uu
         if len(reminder_ids) == len(ids):
             async with conn.transaction():
                 for row in reminder_ids:
-                    await store.claim_due(
-                        conn,
-                        "reminder",
-                        datetime.now(UTC),
-                        reminder_id=row["id"],
-                        lease_seconds=None,
-                        limit=10,
-                        customer_gap_seconds=gap,
-                    )
+                    await claim_one(conn, row["id"], gap)
         rows = await conn.fetch(
             "SELECT incident_id, outcome FROM audit_events "
             "WHERE event_name = 'reminder.due' AND incident_id = ANY($1::uuid[])",
@@ -126,18 +132,9 @@ async def test_with_the_gap_off_every_follow_up_goes_out(pool: asyncpg.Pool) -> 
 
 
 async def claim_follow_up(conn: asyncpg.Connection, reminder_id: int) -> str:
-    """One tick's claim of one reminder, in a transaction of its own; its state."""
+    """The same in a transaction of its own."""
     async with conn.transaction():
-        [fired] = await store.claim_due(
-            conn,
-            "reminder",
-            datetime.now(UTC),
-            reminder_id=reminder_id,
-            lease_seconds=None,
-            limit=10,
-            customer_gap_seconds=HOUR,
-        )
-    return fired.reminder.state
+        return await claim_one(conn, reminder_id)
 
 
 async def wait_until_blocked(pool: asyncpg.Pool, pid: int) -> None:
@@ -169,16 +166,7 @@ async def test_two_claims_at_once_for_one_customer_send_one(
     other = await asyncpg.connect(database_url)
     try:
         async with one.transaction():  # the first claim, not committed yet
-            [fired] = await store.claim_due(
-                one,
-                "reminder",
-                datetime.now(UTC),
-                reminder_id=first,
-                lease_seconds=None,
-                limit=10,
-                customer_gap_seconds=HOUR,
-            )
-            assert fired.reminder.state == "requested"
+            assert await claim_one(one, first) == "requested"
             racing = asyncio.create_task(claim_follow_up(other, second))
             await wait_until_blocked(pool, other.get_server_pid())
         assert await racing == "skipped"

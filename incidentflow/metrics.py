@@ -114,6 +114,11 @@ QUEUE_READY_MESSAGES = Gauge(
     "Messages waiting in a work queue for a consumer, read when scraped.",
     ["queue"],
 )
+OUTSIDE_CONCURRENCY = Gauge(
+    f"{PREFIX}_outside_concurrency",
+    "Calls to an outside system allowed in flight now (incidentflow/concurrency.py).",
+    ["system"],
+)
 
 # How long a scrape waits for the broker to report queue depths before answering without.
 QUEUE_DEPTH_TIMEOUT_SECONDS = 2.0

@@ -27,6 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from incidentflow.concurrency import AdaptiveLimit
 from services.ticketing.tickets import (
     CommentRequest,
     TicketRequest,
@@ -168,7 +169,8 @@ class GuardedTicketSystem:
         self.system = system
         self.retry = retry
         self.breaker = breaker
-        self._slots = asyncio.Semaphore(max_concurrency)
+        # Calls in flight: grows while the system answers, halves when it is overloaded.
+        self.in_flight = AdaptiveLimit("ticket_system", max_concurrency, initial=8)
 
     async def create_ticket(self, request: TicketRequest) -> str:
         return await self._guarded(
@@ -253,8 +255,16 @@ class GuardedTicketSystem:
             if attempts > 1 and self.breaker.state == "open":
                 raise CircuitOpenError()  # it opened while this call was backing off
             # The bound covers calls in flight, not back-off sleeps.
-            async with self._slots:
-                return await call()
+            async with self.in_flight.slot():
+                try:
+                    return await call()
+                except TicketSystemError as exc:
+                    if exc.retryable:  # 429, 5xx, no answer: the system is struggling
+                        self.in_flight.overloaded(exc.retry_after)
+                    raise
+                except TimeoutError:
+                    self.in_flight.overloaded()
+                    raise
 
         result: T = await retrying(attempt)
         return result

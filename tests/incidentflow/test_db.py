@@ -53,7 +53,7 @@ async def test_schema_has_the_seed_tables_and_columns(pool: asyncpg.Pool) -> Non
 async def test_migrating_again_and_concurrently_changes_nothing(database_url: str) -> None:
     before = await current_revision(database_url)
     await asyncio.gather(*(migrate(database_url) for _ in range(4)))
-    assert await current_revision(database_url) == before == head_revision() == "0016"
+    assert await current_revision(database_url) == before == head_revision() == "0017"
 
 
 def test_six_processes_migrating_a_fresh_database_at_once_agree(database_url: str) -> None:

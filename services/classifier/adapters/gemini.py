@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from google import genai
-from google.genai import types
+from google.genai import errors, types
 from pydantic import BaseModel, Field
 
 from contracts.events import Category
+from incidentflow.concurrency import AdaptiveLimit
 from services.classifier.classify import Classification
 
 SYSTEM_PROMPT = """You classify messages that customers send to a payments company's support team.
@@ -29,6 +30,10 @@ class GeminiAnswer(BaseModel):
     category: Category
     confidence: float = Field(ge=0, le=1)
     reason: str = Field(max_length=500)
+
+
+# Gemini's answers that mean "fewer calls at once, please".
+OVERLOADED = (429, 503)
 
 
 class GeminiClassifier:
@@ -57,24 +62,34 @@ class GeminiClassifier:
             ),
         )
         self._timeout = timeout_seconds * attempts + 5
-        # Bounds calls in flight: a free-tier key allows a few requests per second.
-        self._slots = asyncio.Semaphore(max_concurrency)
+        # Calls in flight: grows while Gemini answers, halves when it says it is overloaded
+        # (a free-tier key allows a few requests per second; a paid one many more).
+        self.in_flight = AdaptiveLimit("gemini", max_concurrency, initial=8)
 
     async def classify(self, text: str) -> Classification:
-        async with self._slots:
-            response = await asyncio.wait_for(
-                self._client.aio.models.generate_content(
-                    model=self.model,
-                    contents=text,
-                    config=types.GenerateContentConfig(
-                        system_instruction=SYSTEM_PROMPT,
-                        temperature=0,
-                        response_mime_type="application/json",
-                        response_schema=GeminiAnswer,
+        async with self.in_flight.slot():
+            try:
+                response = await asyncio.wait_for(
+                    self._client.aio.models.generate_content(
+                        model=self.model,
+                        contents=text,
+                        config=types.GenerateContentConfig(
+                            system_instruction=SYSTEM_PROMPT,
+                            temperature=0,
+                            response_mime_type="application/json",
+                            response_schema=GeminiAnswer,
+                        ),
                     ),
-                ),
-                timeout=self._timeout,
-            )
+                    timeout=self._timeout,
+                )
+            except errors.APIError as exc:
+                # Still 429 or 503 after the client's own retries: too many calls at once.
+                if exc.code in OVERLOADED:
+                    self.in_flight.overloaded()
+                raise
+            except TimeoutError:
+                self.in_flight.overloaded()
+                raise
         answer = GeminiAnswer.model_validate_json(response.text or "")
         return Classification(
             category=answer.category,

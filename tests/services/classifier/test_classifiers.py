@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.genai import errors as genai_errors
 
 from incidentflow.embeddings import SentenceEncoder
 from services.classifier.adapters.gemini import GeminiClassifier
@@ -222,3 +223,17 @@ async def test_gemini_calls_in_flight_are_bounded() -> None:
         results = await asyncio.gather(*(classifier.classify(f"q{i}") for i in range(8)))
     assert len(results) == 8 and len(server.received) == 8
     assert server.max_in_flight == 2
+
+
+async def test_gemini_still_overloaded_after_retries_halves_the_calls_in_flight() -> None:
+    quota = Answer(
+        429, {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}
+    )
+    with fake_server(quota, quota, quota, default=Answer(200, gemini_answer("other"))) as server:
+        classifier = GeminiClassifier(
+            "k", "gemini-2.0-flash", base_url=server.url, timeout_seconds=5, max_concurrency=64
+        )
+        with pytest.raises(genai_errors.ClientError):
+            await classifier.classify("first")
+        assert classifier.in_flight.limit == 4  # from 8
+        assert (await classifier.classify("second")).category == "other"

@@ -150,6 +150,20 @@ async def test_calls_in_flight_are_bounded(api: FakeTicketApi, client: httpx.Asy
     assert api.max_in_flight == 3
 
 
+async def test_the_bound_grows_while_the_api_answers_and_halves_when_it_is_overloaded(
+    api: FakeTicketApi, client: httpx.AsyncClient
+) -> None:
+    api.latency = 0.05
+    tickets = guarded(api, client, max_concurrency=64)
+    assert tickets.in_flight.limit == 8  # where it starts
+    await asyncio.gather(*(tickets.create_ticket(new_request()) for _ in range(40)))
+    grown = tickets.in_flight.limit
+    assert grown > 8 and api.max_in_flight > 8
+    api.fail(Fault(status=429, retry_after=0.2))
+    await tickets.create_ticket(new_request())  # retried after the Retry-After
+    assert tickets.in_flight.limit == grown // 2
+
+
 async def test_breaker_opens_after_threshold_stops_calling_and_closes_after_reset(
     api: FakeTicketApi, client: httpx.AsyncClient
 ) -> None:

@@ -26,4 +26,5 @@ class ClassifierSettings(CommonSettings):
     gemini_model: str = "gemini-2.0-flash"
     gemini_base_url: str | None = None
     gemini_timeout_seconds: float = Field(10.0, gt=0)
-    gemini_max_concurrency: int = Field(8, ge=1)
+    # The most Gemini calls in flight; the bound adapts below it (incidentflow/concurrency.py).
+    gemini_max_concurrency: int = Field(64, ge=1)

@@ -38,7 +38,8 @@ class TicketingSettings(CommonSettings):
     max_attempts: int = Field(3, ge=1, le=10)
     # One create, all attempts and back-offs included, never holds an incident longer.
     create_deadline_seconds: float = Field(8.0, gt=0)
-    max_concurrency: int = Field(8, ge=1, le=256)
+    # The most calls in flight; the bound adapts below it (incidentflow/concurrency.py).
+    max_concurrency: int = Field(64, ge=1, le=256)
     breaker_threshold: int = Field(5, ge=1)
     breaker_reset_seconds: float = Field(10.0, gt=0)
     reconcile_interval_seconds: float = Field(5.0, gt=0)

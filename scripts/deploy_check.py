@@ -63,7 +63,7 @@ MESSAGES = (
     "Thank you for fixing this so quickly! Excellent service!",
 )
 PODMAN = ["podman", "--runtime", "runc"]
-# What a rootless-less runc needs spelled out here (the machine's defaults are too high).
+# runc here refuses the machine's default limits; these are explicit and ample.
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 WORK = REPO / "var" / "deploy-check"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

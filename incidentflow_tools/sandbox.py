@@ -42,8 +42,8 @@ def own_vhost(url: str, label: str = "test") -> Iterator[str]:
     """``url`` on a new vhost, made and deleted through the broker's management API."""
     vhost = f"incidentflow-{label}-{uuid.uuid4().hex[:8]}"
     with BrokerAdmin(broker_management_url(url), vhost) as admin:
-        admin.add_vhost(unquote(urlsplit(url).username or "guest"))
         try:
+            admin.add_vhost(unquote(urlsplit(url).username or "guest"))
             yield urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
         finally:
             admin.delete_vhost()

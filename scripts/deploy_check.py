@@ -146,14 +146,17 @@ def base_image() -> str:
         raise SystemExit(f"cannot tell the Python version and Debian suite of {upstream}")
     if image_exists(upstream):
         return upstream
-    pulled = subprocess.run(
-        [*PODMAN, "pull", "-q", f"docker.io/library/{upstream}"],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    if pulled.returncode == 0:
-        return upstream
+    try:
+        pulled = subprocess.run(
+            [*PODMAN, "pull", "-q", f"docker.io/library/{upstream}"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if pulled.returncode == 0:
+            return upstream
+    except subprocess.TimeoutExpired:
+        pass  # a registry that does not answer: as good as none
     local = f"localhost/incidentflow-base:python{minor.group(1)}-{suite.group(1)}"
     if not image_exists(local):
         log(f"no registry answers for {upstream}: making {local} from a Debian rootfs")
@@ -380,7 +383,7 @@ def drop_roles(database_url: str, management_url: str, prefix: str) -> None:
 def run_one_shot(name: str, service: dict[str, Any], arguments: list[str]) -> None:
     log(f"{name}: {' '.join(service['command'])}")
     result = subprocess.run(
-        [*PODMAN, "run", "--rm", *arguments, IMAGE, *service["command"]],
+        [*PODMAN, "run", "--rm", "--replace", *arguments, IMAGE, *service["command"]],
         capture_output=True,
         text=True,
         check=False,
@@ -418,9 +421,9 @@ def check(rabbitmq_url: str, management_url: str, database_url: str, reminder_s:
         # Undone last to first: the database goes before the roles that own objects in it.
         stack.callback(drop_roles, database_url, management_url, prefix)
         stack.callback(lambda: asyncio.run(drop_database(own_database_url)))
+        stack.callback(shutil.rmtree, mail_dir, True)  # after the mailbox stops
         mailbox = start_mailbox(mail_dir, port=smtp_port)
         stack.callback(mailbox.stop)
-        stack.callback(shutil.rmtree, mail_dir, True)
         volumes_dir = WORK / f"volumes-{label}"
         stack.callback(shutil.rmtree, volumes_dir, True)
         named = {name: volumes_dir / name for name in ("credentials", "notifier-journal")}
@@ -438,11 +441,14 @@ def check(rabbitmq_url: str, management_url: str, database_url: str, reminder_s:
             service = services[name]
             # Shared network: ingest's mail listener needs a port of its own too.
             extra = {"INTAKE_SMTP_PORT": str(base_port + len(SERVICES))} if name == "ingest" else {}
+            # Named before it runs: a container made but not started is removed as well.
+            started.append(f"incidentflow-check-{name}")
             run(
                 [
                     *PODMAN,
                     "run",
                     "-d",
+                    "--replace",
                     *container_arguments(name, service, named),
                     *environment(service, servers, extra),
                     IMAGE,
@@ -450,7 +456,6 @@ def check(rabbitmq_url: str, management_url: str, database_url: str, reminder_s:
                 ],
                 capture_output=True,
             )
-            started.append(f"incidentflow-check-{name}")
         ready = wait_ready(ports, 180)
         incidents = post_messages(ports["ingest"]) if ready == len(SERVICES) else 0
         wait_settled(own_database_url, mail_dir, reminder_s + 90)

@@ -13,7 +13,8 @@
 # Needs root (chroot, mount) and debootstrap; the Debian mirror is the only network it uses.
 set -euo pipefail
 
-HOME_DIR=${INCIDENTFLOW_SERVERS_HOME:-/var/lib/incidentflow-servers}
+# Canonical: the servers' processes are told apart by their root, which /proc names so.
+HOME_DIR=$(realpath -m "${INCIDENTFLOW_SERVERS_HOME:-/var/lib/incidentflow-servers}")
 ROOT=$HOME_DIR/rootfs
 SUITE=${INCIDENTFLOW_SERVERS_SUITE:-sid}
 MIRROR=${INCIDENTFLOW_SERVERS_MIRROR:-http://deb.debian.org/debian}
@@ -64,7 +65,7 @@ provision() {
   [ "$(id -u)" = 0 ] || { log "needs root (chroot and mount)"; exit 1; }
   "$(dirname "$0")/install-missing.sh" "the project's own servers" debootstrap=debootstrap
   local staging=$HOME_DIR/rootfs.partial
-  rm -rf "$staging"
+  release "$staging"
   mkdir -p "$HOME_DIR"
   log "debootstrap $SUITE into $staging"
   debootstrap --variant=minbase "$SUITE" "$staging" "$MIRROR" >"$HOME_DIR/debootstrap.log" 2>&1 \
@@ -86,9 +87,21 @@ provision() {
   fi
   umount "$staging/proc"
   configure "$staging"
-  rm -rf "$ROOT"
+  if [ -d "$ROOT" ]; then
+    stop_rabbitmq; stop_postgres
+    release "$ROOT"
+  fi
   mv "$staging" "$ROOT"
   log "provisioned: $(installed_versions)"
+}
+
+# Unmounts what start mounted in a rootfs, then removes it; never crosses into a mount.
+release() {  # rootfs
+  local mount
+  for mount in proc dev/shm; do
+    if mountpoint -q "$1/$mount"; then umount "$1/$mount"; fi
+  done
+  rm -rf --one-file-system "$1"
 }
 
 configure() {  # rootfs
@@ -99,8 +112,8 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $MANAGEMENT_PORT
 EOF
   echo '[rabbitmq_management].' >"$root/etc/rabbitmq/enabled_plugins"
-  chown rabbitmq:rabbitmq "$root/etc/rabbitmq/enabled_plugins" 2>/dev/null \
-    || chroot "$root" chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins
+  # The chroot's own rabbitmq user, whose id may differ from the host's.
+  chroot "$root" chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins
 }
 
 installed_versions() {
@@ -176,7 +189,8 @@ kill_hard() {  # name
   local pids
   pids=$(pids_in_root "$pattern")
   [ -n "$pids" ] || { log "no $1 process is running from $ROOT"; exit 1; }
-  kill -9 $pids
+  # A process of the snapshot may have ended meanwhile (backends come and go): not an error.
+  kill -9 $pids 2>/dev/null || true
   # Gone from /proc, not only from pgrep: a killed postmaster's PID that still exists (an
   # unreaped zombie) makes the new one refuse to start.
   local pid

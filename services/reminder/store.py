@@ -116,7 +116,9 @@ WITH due AS (
     SELECT id FROM due UNION ALL SELECT id FROM lapsed
 ), candidates AS (
     SELECT r.id, r.kind, i.customer_id, i.status,
-           row_number() OVER (PARTITION BY i.customer_id, r.kind ORDER BY r.due_at, r.id) AS rank
+           -- Among the customer's open incidents only: a resolved one sends nothing.
+           row_number() OVER (PARTITION BY i.customer_id, r.kind, i.status = 'open'
+                              ORDER BY r.due_at, r.id) AS rank
     FROM claimed
     JOIN reminders r ON r.id = claimed.id
     JOIN incidents i ON i.id = r.incident_id

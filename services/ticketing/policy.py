@@ -255,15 +255,15 @@ class GuardedTicketSystem:
             if attempts > 1 and self.breaker.state == "open":
                 raise CircuitOpenError()  # it opened while this call was backing off
             # The bound covers calls in flight, not back-off sleeps.
-            async with self.in_flight.slot():
+            async with self.in_flight.slot() as slot:
                 try:
                     return await call()
                 except TicketSystemError as exc:
                     if exc.retryable:  # 429, 5xx, no answer: the system is struggling
-                        self.in_flight.overloaded(exc.retry_after)
+                        slot.overloaded(exc.retry_after)
                     raise
                 except TimeoutError:
-                    self.in_flight.overloaded()
+                    slot.overloaded()
                     raise
 
         result: T = await retrying(attempt)

@@ -21,13 +21,13 @@ class Calls:
         self.release = asyncio.Event()
 
     async def one(self, *, overloaded: bool = False, retry_after: float | None = None) -> None:
-        async with self.limit.slot():
+        async with self.limit.slot() as call:
             self.now += 1
             self.most = max(self.most, self.now)
             try:
                 await self.release.wait()
                 if overloaded:
-                    self.limit.overloaded(retry_after)
+                    call.overloaded(retry_after)
                     raise TimeoutError("no answer")
             finally:
                 self.now -= 1
@@ -93,3 +93,18 @@ async def test_a_failed_call_frees_its_slot_without_growing() -> None:
     async with limit.slot():
         pass
     assert limit.limit == 2
+
+
+async def test_calls_choked_together_halve_the_bound_once() -> None:
+    limit = AdaptiveLimit("test-once", maximum=64, initial=16)
+    calls = Calls(limit)
+    choked = [asyncio.create_task(calls.one(overloaded=True)) for _ in range(16)]
+    await settle()
+    assert calls.now == 16
+    calls.release.set()
+    outcomes = await asyncio.gather(*choked, return_exceptions=True)
+    assert all(isinstance(outcome, TimeoutError) for outcome in outcomes)
+    assert limit.limit == 8  # not 1: one overload, one decrease
+    with pytest.raises(TimeoutError):
+        await calls.one(overloaded=True)  # a call started after that decrease: a new overload
+    assert limit.limit == 4

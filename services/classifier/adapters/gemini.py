@@ -67,7 +67,7 @@ class GeminiClassifier:
         self.in_flight = AdaptiveLimit("gemini", max_concurrency, initial=8)
 
     async def classify(self, text: str) -> Classification:
-        async with self.in_flight.slot():
+        async with self.in_flight.slot() as slot:
             try:
                 response = await asyncio.wait_for(
                     self._client.aio.models.generate_content(
@@ -85,10 +85,10 @@ class GeminiClassifier:
             except errors.APIError as exc:
                 # Still 429 or 503 after the client's own retries: too many calls at once.
                 if exc.code in OVERLOADED:
-                    self.in_flight.overloaded()
+                    slot.overloaded()
                 raise
             except TimeoutError:
-                self.in_flight.overloaded()
+                slot.overloaded()
                 raise
         answer = GeminiAnswer.model_validate_json(response.text or "")
         return Classification(

@@ -173,3 +173,16 @@ async def test_two_claims_at_once_for_one_customer_send_one(
     finally:
         await one.close()
         await other.close()
+
+
+async def test_a_resolved_incident_due_first_does_not_take_the_customers_turn(
+    pool: asyncpg.Pool,
+) -> None:
+    customer = f"resolved-{uuid.uuid4().hex[:8]}"
+    resolved, still_open = [
+        await due_reminder(pool, customer, store.FOLLOW_UP, s, since=LONG_AGO) for s in (2, 1)
+    ]
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE incidents SET status = 'resolved' WHERE id = $1", resolved)
+    states = await claim_all_due(pool, HOUR)
+    assert states == {resolved: "skipped", still_open: "requested"}

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.events import Envelope, Event, IncidentTicketed
+from contracts.events import Envelope, Event, IncidentReceived, IncidentTicketed
 from contracts.topology import Route
 from incidentflow.messaging import make_broker, publish_batch, publish_event
 from incidentflow_tools.sandbox import own_database, own_vhost, service_logins
@@ -200,6 +200,30 @@ def start_service(name: str, port: int, env: dict[str, str], log: Path) -> subpr
         time.sleep(0.2)
 
 
+async def insert_incident_row(
+    database_url: str, event: IncidentReceived, ticket_id: str | None = None
+) -> None:
+    """The incident row ingest stores for ``event`` (in columns every revision has), with
+    ``ticket_id`` once ticketing has been."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO incidents (id, customer_id, channel, message, email, created_at, ticket_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            event.incident_id,
+            event.customer_id,
+            event.channel,
+            event.message,
+            event.email,
+            event.created_at,
+            ticket_id,
+        )
+    finally:
+        await conn.close()
+
+
 async def insert_ticketed_incident(database_url: str, **fields: Any) -> IncidentTicketed:
     """An incident row as ingest stores it, and the incident.ticketed event that follows."""
     event = IncidentTicketed(
@@ -221,23 +245,7 @@ async def insert_ticketed_incident(database_url: str, **fields: Any) -> Incident
             **fields,
         }
     )
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            """
-            INSERT INTO incidents (id, customer_id, channel, message, email, created_at, ticket_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
-            event.incident_id,
-            event.customer_id,
-            event.channel,
-            event.message,
-            event.email,
-            event.created_at,
-            event.ticket_id,
-        )
-    finally:
-        await conn.close()
+    await insert_incident_row(database_url, event, event.ticket_id)
     return event
 
 

@@ -16,7 +16,13 @@ from contracts.events import IncidentReceived
 from incidentflow.db import alembic_config, ensure_database, migrate
 from incidentflow.messaging import declare_all
 from incidentflow_tools.sandbox import drop_database
-from tests.e2e.conftest import insert_ticketed_incident, publish, read_inbox, running_stack
+from tests.e2e.conftest import (
+    insert_incident_row,
+    insert_ticketed_incident,
+    publish,
+    read_inbox,
+    running_stack,
+)
 
 FIRST_REVISION = list(
     ScriptDirectory.from_config(alembic_config("postgresql://x/y")).walk_revisions()
@@ -33,20 +39,7 @@ async def received_as_stored_then(database_url: str) -> IncidentReceived:
         email="first@example.com",
         created_at=datetime.now(UTC),
     )
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO incidents (id, customer_id, channel, message, email, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            event.incident_id,
-            event.customer_id,
-            event.channel,
-            event.message,
-            event.email,
-            event.created_at,
-        )
-    finally:
-        await conn.close()
+    await insert_incident_row(database_url, event)
     return event
 
 

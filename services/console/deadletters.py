@@ -111,6 +111,19 @@ def _refused(request: Request, operator: Operator, refused: Refused) -> Response
     )
 
 
+def _done(action: str, route: Route, messages: int, operator: Operator) -> Response:
+    """Logs what an operator did to a dead-letter queue, then back to its page."""
+    log.info(
+        f"dead letters {action}",
+        extra={
+            "queue": route.dead_letter_queue.name,
+            "messages": messages,
+            "operator": operator.name,
+        },
+    )
+    return _back(route)
+
+
 def _back(route: Route) -> Response:
     name = quote(route.dead_letter_queue.name, safe="")
     return RedirectResponse(f"/dead-letters?queue={name}", status_code=303)
@@ -183,15 +196,7 @@ async def replay(
         replayed = await _on_broker(request, work)
     except Refused as refused:
         return _refused(request, operator, refused)
-    log.info(
-        "dead letters replayed",
-        extra={
-            "queue": route.dead_letter_queue.name,
-            "messages": len(replayed),
-            "operator": operator.name,
-        },
-    )
-    return _back(route)
+    return _done("replayed", route, len(replayed), operator)
 
 
 @router.post("/dead-letters/purge")
@@ -213,12 +218,4 @@ async def purge(
         purged = await _on_broker(request, work)
     except Refused as refused:
         return _refused(request, operator, refused)
-    log.info(
-        "dead letters purged",
-        extra={
-            "queue": route.dead_letter_queue.name,
-            "messages": purged,
-            "operator": operator.name,
-        },
-    )
-    return _back(route)
+    return _done("purged", route, purged, operator)

@@ -13,7 +13,6 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from typer.testing import CliRunner, Result
 
 from contracts.events import IncidentScored
@@ -22,6 +21,7 @@ from incidentflow.messaging import declare_all, make_broker
 from incidentflow_tools.cli import app
 from incidentflow_tools.sandbox import own_vhost
 from tests.conftest import RABBITMQ_URL
+from tests.queues import take
 
 SENTIMENT_DLQ = SENTIMENT_RECEIVED.dead_letter_queue.name
 CLASSIFIER_DLQ = CLASSIFIER_SCORED.dead_letter_queue.name
@@ -87,18 +87,6 @@ async def _reject_from_work_queue(url: str, incident_id: uuid.UUID, message_id: 
         await message.reject(requeue=False)
     finally:
         await connection.close()
-
-
-async def _take(url: str, queue: str) -> list[AbstractIncomingMessage]:
-    connection = await aio_pika.connect(url)
-    taken: list[AbstractIncomingMessage] = []
-    try:
-        q = await (await connection.channel()).get_queue(queue)
-        while (message := await q.get(no_ack=True, fail=False)) is not None:
-            taken.append(message)
-    finally:
-        await connection.close()
-    return taken
 
 
 async def _poison_through_delivery_policy(url: str, incident_id: uuid.UUID) -> None:
@@ -169,7 +157,7 @@ def test_dead_letters_are_listed_shown_replayed_and_purged(
     )
     assert replayed.exit_code == 0, replayed.output
     assert replayed.stdout.splitlines()[-1] == f"replayed 1 from {SENTIMENT_DLQ}"
-    back = asyncio.run(_take(broker_url, SENTIMENT_RECEIVED.queue_name))
+    back = asyncio.run(take(broker_url, SENTIMENT_RECEIVED.queue_name))
     assert [m.message_id for m in back] == ["msg-2"]
     assert json.loads(back[0].body)["incident_id"] == str(second)
     headers = back[0].headers or {}
@@ -222,7 +210,7 @@ def test_a_poison_message_is_dead_lettered_with_its_error_and_replayed_all(
     replayed = cli(broker_url, database_url, "replay", CLASSIFIER_DLQ, "--all")
     assert replayed.exit_code == 0, replayed.output
     assert count(broker_url, CLASSIFIER_DLQ) == 0
-    back = asyncio.run(_take(broker_url, CLASSIFIER_SCORED.queue_name))
+    back = asyncio.run(take(broker_url, CLASSIFIER_SCORED.queue_name))
     assert [m.message_id for m in back] == ["poison-1"]
     # The error headers belong to the dead copy, not to the replayed message.
     assert "x-incidentflow-error" not in (back[0].headers or {})

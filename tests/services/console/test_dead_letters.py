@@ -29,6 +29,7 @@ from incidentflow.messaging import (
 )
 from incidentflow_tools.sandbox import own_vhost
 from tests.conftest import RABBITMQ_URL
+from tests.queues import take
 from tests.services.console.conftest import KEYS, OPERATE_KEY, READ_KEY, serving, signed_in
 
 DLQ = CLASSIFIER_SCORED.dead_letter_queue.name
@@ -79,18 +80,6 @@ async def wait_for_count(url: str, queue: str, expected: int, timeout: float = 1
     while (found := await count(url, queue)) != expected:
         assert time.monotonic() < deadline, f"{queue}: {found} != {expected}"
         await asyncio.sleep(0.1)
-
-
-async def take(url: str, queue: str) -> list[AbstractIncomingMessage]:
-    connection = await aio_pika.connect(url)
-    taken: list[AbstractIncomingMessage] = []
-    try:
-        q = await (await connection.channel()).get_queue(queue)
-        while (message := await q.get(no_ack=True, fail=False)) is not None:
-            taken.append(message)
-    finally:
-        await connection.close()
-    return taken
 
 
 async def arrived(url: str, queue: str, timeout: float = 10.0) -> list[AbstractIncomingMessage]:

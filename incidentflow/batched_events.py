@@ -21,12 +21,10 @@ bytes), and the batch is acked once each event was handled or so parked. If one 
 parked (the broker refused the copy), the whole batch is handed back and its events handled
 again, which handlers allow: they are idempotent, as any redelivery requires.
 
-Whole batches: a subscriber may also have a handler for all the events of a batch at once
-(``WholeBatch``, registered with ``ServiceRuntime.handle_batches``), for steps whose work is
-one write per event and no event of their own to publish (the reminder service recording
-follow-ups). A batch whose events all decode goes to it in one call, past the per-event chain
-(about 100 µs of CPU per event, docs/performance.md); if it decodes or is handled only in part,
-it goes the per-event way instead, and each event is retried or dead-lettered alone.
+Whole batches: a queue's step (incidentflow.steps) takes all the events of a batch in one
+call, past the per-event chain (about 100 µs of CPU per event, docs/performance.md). A batch
+whose events all decode goes to it so; if it decodes or is handled only in part, it goes the
+per-event way instead, and each event is retried or dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.exceptions import AckMessage, NackMessage
@@ -69,13 +67,14 @@ class Part:
         return cls(str(event.event_id), dict(headers), event.model_dump_json().encode())
 
 
-@dataclass(frozen=True)
-class WholeBatch:
-    """A subscriber's handler for all the events of a batch in one call; ``model`` decodes
-    each, as the subscriber's own handler would."""
+class BatchStep(Protocol):
+    """What takes all the events of a batch in one call (incidentflow.steps.Step); ``model``
+    decodes each, as the queue's subscriber would."""
 
-    model: type[Envelope]
-    handle: Callable[[list[Any]], Awaitable[None]]
+    @property
+    def model(self) -> type[Envelope]: ...
+
+    async def handle_batch(self, events: list[Any]) -> None: ...
 
 
 T = TypeVar("T")
@@ -158,7 +157,7 @@ class BatchedEvents(BaseMiddleware):
         *,
         context: ContextRepo,
         slots: asyncio.Semaphore,
-        whole: Mapping[str, WholeBatch],
+        whole: Mapping[str, BatchStep],
     ) -> None:
         super().__init__(msg, context=context)
         self._slots = slots
@@ -166,11 +165,11 @@ class BatchedEvents(BaseMiddleware):
 
     @classmethod
     def splitting(
-        cls, events_in_flight: int, whole: Mapping[str, WholeBatch] | None = None
+        cls, events_in_flight: int, whole: Mapping[str, BatchStep] | None = None
     ) -> Callable[..., BatchedEvents]:
         """The middleware to install: its instances (one per message) share one bound, and
-        ``whole``, the whole-batch handlers by queue name (filled in as services register
-        them)."""
+        ``whole``, the steps that take batches whole, by queue name (filled in as services
+        declare them)."""
         return partial(
             cls, slots=asyncio.Semaphore(events_in_flight), whole={} if whole is None else whole
         )
@@ -222,10 +221,10 @@ class BatchedEvents(BaseMiddleware):
         return None
 
     async def _handled_whole(
-        self, whole: WholeBatch, batch: StreamMessage[Any], parts: list[Part]
+        self, whole: BatchStep, batch: StreamMessage[Any], parts: list[Part]
     ) -> bool:
         """True if ``whole`` handled every event of the batch; False sends the batch the
-        per-event way (its handlers are idempotent: what this call did is done again)."""
+        per-event way (steps are idempotent: what this call did is done again)."""
         try:
             events = [whole.model.model_validate_json(part.body) for part in parts]
         except ValidationError:
@@ -234,7 +233,7 @@ class BatchedEvents(BaseMiddleware):
         # than the bound, each holding part of it).
         async with self._slots:
             try:
-                await whole.handle(events)
+                await whole.handle_batch(events)
             except Exception as exc:
                 log.warning(
                     "batch failed whole, handled event by event",

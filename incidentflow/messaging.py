@@ -15,7 +15,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,17 +96,6 @@ def is_last_delivery(headers: Mapping[str, Any] | None) -> bool:
     return earlier_attempts(headers) >= DELIVERY_LIMIT
 
 
-# Whether the delivery being handled is its message's last try, set by DeliveryPolicy for the
-# handler's task. Not FastStream's ``message: RabbitMessage`` parameter: fast_depends resolves
-# that in a worker thread, a thread hop and a GIL hand-off per message (docs/performance.md).
-_last_delivery: ContextVar[bool] = ContextVar("last_delivery", default=False)
-
-
-def on_last_delivery() -> bool:
-    """True, inside a handler, when this is the try after which a failure is dead-lettered."""
-    return _last_delivery.get()
-
-
 class DeliveryPolicy(BaseMiddleware):
     """Poison messages to the dead-letter queue at once; transient failures retried slowly."""
 
@@ -116,7 +104,6 @@ class DeliveryPolicy(BaseMiddleware):
         call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
         msg: StreamMessage[Any],
     ) -> Any:
-        last = _last_delivery.set(is_last_delivery(msg.headers))
         try:
             return await call_next(msg)
         except HandlerException:
@@ -134,8 +121,6 @@ class DeliveryPolicy(BaseMiddleware):
             ) from exc
         except Exception as exc:
             raise await self._retry_later(msg, exc) from exc
-        finally:
-            _last_delivery.reset(last)
 
     async def _retry_later(self, msg: StreamMessage[Any], exc: Exception) -> HandlerException:
         """Send a copy through the delay queues back to this queue and ack this one; at the

@@ -35,9 +35,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from contracts.events import Envelope
 from contracts.topology import DelayLevels, Route
-from incidentflow.batched_events import BatchedEvents, WholeBatch, consuming_queue
+from incidentflow.batched_events import BatchedEvents, BatchStep, consuming_queue
 from incidentflow.settings import CommonSettings
 from incidentflow.tracing import (
     configure_tracing,
@@ -201,7 +200,7 @@ def instrument_messaging(
     *,
     exporting: bool,
     events_in_flight: int,
-    whole_batches: Mapping[str, WholeBatch] | None = None,
+    whole_batches: Mapping[str, BatchStep] | None = None,
 ) -> None:
     """The middlewares every broker of ours runs around the delivery policy (make_broker),
     outermost first:
@@ -209,15 +208,14 @@ def instrument_messaging(
     - FastStream's message metrics, per broker message (a batch counts once: ~60 µs of CPU
       per message, docs/performance.md), outside the delivery policy so they see its outcome;
     - BatchedEvents: each event of a batch goes through the rest as a message of its own,
-      at most ``events_in_flight`` at once, or all to its queue's ``whole_batches`` handler
-      (not when exporting: each event then keeps its own span);
+      at most ``events_in_flight`` at once, or all to its queue's step in ``whole_batches``
+      (incidentflow.steps; a batch handled whole has no consume span per event, but what
+      its step publishes continues each event's trace);
     - the trace context (tracing.instrument_broker), then our step timer, per event.
     """
     broker.insert_middleware(_StepTimer)
     instrument_broker(broker, exporting=exporting)
-    broker.insert_middleware(
-        BatchedEvents.splitting(events_in_flight, None if exporting else whole_batches)
-    )
+    broker.insert_middleware(BatchedEvents.splitting(events_in_flight, whole_batches))
     prometheus = PrometheusMiddleware(
         settings_provider_factory=lambda _: _QueueMetricsProvider(broker),
         registry=REGISTRY,
@@ -230,22 +228,12 @@ def instrument_messaging(
     _PUBLISH_METRICS[broker] = prometheus._metrics_manager
 
 
-def timed_whole_batch(
-    queue: str, model: type[Envelope], handle: Callable[[list[Any]], Awaitable[None]]
-) -> WholeBatch:
-    """``handle`` as the whole-batch handler of ``queue``, its events each counted in the
-    step histogram with the batch's duration, as the step timer counts them one by one."""
-    labels = _step_labels(queue)
-
-    async def timed(events: list[Any]) -> None:
-        start = time.perf_counter()
-        await handle(events)
-        elapsed = time.perf_counter() - start
-        histogram = STEP_DURATION.labels(**labels)
-        for _ in events:
-            histogram.observe(elapsed)
-
-    return WholeBatch(model, timed)
+def observe_steps(queue: str, events: int, seconds: float) -> None:
+    """``events`` handled together in ``seconds`` (a batch going whole to its step), each
+    counted in the step histogram, as the step timer counts events handled one by one."""
+    histogram = STEP_DURATION.labels(**_step_labels(queue))
+    for _ in range(events):
+        histogram.observe(seconds)
 
 
 def record_failed_delivery(queue: str | None, outcome: str) -> None:

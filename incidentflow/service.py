@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aio_pika.exceptions import AMQPConnectionError
@@ -28,14 +28,14 @@ from tenacity import (
 from contracts.events import Envelope
 from contracts.topology import Route, passive
 from incidentflow.asyncapi import service_document
-from incidentflow.batched_events import WholeBatch
 from incidentflow.batching import Batcher
 from incidentflow.db import create_pool, migrate
 from incidentflow.heap import freeze_startup_heap
 from incidentflow.logs import configure_logging
 from incidentflow.messaging import BatchPublisher, declare_routes, make_broker
-from incidentflow.metrics import instrument_messaging, render_metrics, timed_whole_batch
+from incidentflow.metrics import instrument_messaging, render_metrics
 from incidentflow.settings import CommonSettings
+from incidentflow.steps import Step, StepFunction
 from incidentflow.tracing import configure_tracing, flush_spans, install_log_filter
 
 log = logging.getLogger("incidentflow.service")
@@ -70,10 +70,11 @@ class ServiceRuntime:
     def __init__(self, name: str, settings: CommonSettings) -> None:
         self.name = name
         self.settings = settings
-        # Filled by ``consume``: the queues this service reads, by name.
+        # Filled by ``step``: the queues this service reads, by name.
         self._routes: dict[str, Route] = {}
         self.broker: RabbitBroker = make_broker(settings.rabbitmq_url, settings.prefetch)
-        self._whole_batches: dict[str, WholeBatch] = {}
+        # The steps that take a batch whole, by queue name (incidentflow.batched_events).
+        self._whole_batches: dict[str, Step[Any]] = {}
         instrument_messaging(
             self.broker,
             name,
@@ -90,13 +91,34 @@ class ServiceRuntime:
         self.on_started: list[Hook] = []
         self.on_stopping: list[Hook] = []
 
-    def consume(self, route: Route) -> RabbitSubscriber:
-        """The subscriber for ``route``'s queue, used as a decorator on its handler. The one
-        way a service consumes: at start, the route's queue, its retry binding and its
-        dead-letter queue are declared from what was consumed, so none can be forgotten."""
-        self._routes[route.queue_name] = route
-        source = route.source if self.settings.declare_topology else passive(route.source)
-        return self.broker.subscriber(route.queue, source)
+    def step(
+        self, route: Route, *, whole_batches: bool = True
+    ) -> Callable[[StepFunction[E]], StepFunction[E]]:
+        """Declare the decorated function as the step for ``route``'s queue
+        (incidentflow.steps): the one way a service consumes. At start, the route's queue,
+        its retry binding and its dead-letter queue are declared from the steps, so none
+        can be forgotten. ``whole_batches=False``: the step sees its events one at a time."""
+
+        def declare(function: StepFunction[E]) -> StepFunction[E]:
+            if route.queue_name in self._routes:
+                raise ValueError(f"{self.name}: a second step for {route.queue_name}")
+            self._routes[route.queue_name] = route
+            step: Step[Any] = Step(
+                queue=route.queue_name,
+                model=route.event,
+                function=function,
+                whole_batches=whole_batches,
+                publisher=self.events,
+                log=logging.getLogger(f"incidentflow.{self.name}"),
+                broker=self.broker,
+            )
+            source = route.source if self.settings.declare_topology else passive(route.source)
+            self.broker.subscriber(route.queue, source)(step.subscriber_handler())
+            if whole_batches:
+                self._whole_batches[route.queue_name] = step
+            return function
+
+        return declare
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -114,7 +136,7 @@ class ServiceRuntime:
         ]
         if stray:
             raise RuntimeError(
-                f"{self.name}: queues {stray} are consumed without ServiceRuntime.consume, "
+                f"{self.name}: queues {stray} are consumed without ServiceRuntime.step, "
                 "so they would have no retry binding and no dead-letter queue"
             )
 
@@ -123,17 +145,6 @@ class ServiceRuntime:
     ) -> Batcher[T, None]:
         """Group commit for this service's step writes: ``write(conn, service, items)``."""
         return Batcher.pooled_writes(lambda: self.pool, partial(_as_service, write, self.name))
-
-    def handle_batches(
-        self, route: Route, model: type[E], handle: Callable[[list[E]], Awaitable[None]]
-    ) -> None:
-        """Hand the batches arriving on ``route``'s queue to ``handle`` whole, past the
-        per-event chain (incidentflow.batched_events); its subscriber still handles single
-        messages and what ``handle`` fails. ``handle`` runs outside the events' trace
-        contexts: what it publishes or logs for an event, it does under the context the event
-        carries (``tracing.traced(event.trace, ...)``). Unused with an exporter, where each
-        event keeps its own span (incidentflow.metrics.instrument_messaging)."""
-        self._whole_batches[route.queue_name] = timed_whole_batch(route.queue_name, model, handle)
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -13,8 +13,8 @@ from contracts.events import (
 )
 from contracts.topology import NOTIFIER_REMINDER, NOTIFIER_TICKETED
 from incidentflow.audit import record_handled
-from incidentflow.messaging import on_last_delivery
 from incidentflow.service import ServiceRuntime
+from incidentflow.steps import Delivery
 from incidentflow.tracing import each_traced
 from services.notifier import store
 from services.notifier.compose import channels_for
@@ -45,56 +45,52 @@ def register(runtime: ServiceRuntime, notifier: Notifier) -> None:
         )
         return await notifier.acknowledge(view, channels, event.phone, final=final)
 
-    async def announce(event: IncidentTicketed, reached: list[str]) -> None:
-        acknowledged = IncidentAcknowledged(
-            event_id=derived_event_id(event.incident_id, "acknowledged"),
-            incident_id=event.incident_id,
-            ticket_id=event.ticket_id,
-            channels=reached,
-            trace=event.trace,
-        )
-        await runtime.events.publish(acknowledged)
-        log.info("incident acknowledged", extra={"incident_id": str(event.incident_id)})
-
-    @runtime.consume(NOTIFIER_TICKETED)
-    async def on_incident_ticketed(event: IncidentTicketed) -> None:
-        reached = await acknowledge(event, final=on_last_delivery())
-        await acknowledgements.submit(event)
-        await announce(event, reached)
-
-    # A whole batch holds one of the consumer's slots, however many events it has; this
-    # bounds its events in hand as the slots bound them one by one (settings.prefetch), so a
-    # claim's lease does not start long before the mailer has a connection for its send.
+    # A batch's events are acknowledged concurrently, at most this many at once (the
+    # consumer's prefetch bounds them so one by one), so a claim's lease does not start long
+    # before the mailer has a connection for its send.
     in_hand = asyncio.Semaphore(notifier.settings.prefetch)
 
-    async def acknowledge_in_turn(event: IncidentTicketed) -> list[str]:
+    async def acknowledge_in_turn(delivery: Delivery[IncidentTicketed]) -> list[str]:
         async with in_hand:
-            return await acknowledge(event, final=False)
+            return await acknowledge(delivery.event, final=delivery.last_try)
 
-    async def on_ticketed_batch(events: list[IncidentTicketed]) -> None:
-        """A batch's events together: acknowledged concurrently (bounded as above), one
-        write, then each published and logged under its own incident's trace.
+    @runtime.step(NOTIFIER_TICKETED)
+    async def acknowledge_incidents(deliveries: list[Delivery[IncidentTicketed]]) -> None:
+        """Each customer acknowledged under their incident's trace, one write, each announced
+        as incident.acknowledged.
 
-        Never the last try of a notification: when one is pending, the batch fails whole and
-        goes the event by event way, which skips what was sent (the claims say so) and
-        retries the rest with its delivery count."""
-        reached = await each_traced((event.trace, acknowledge_in_turn(event)) for event in events)
-        await acknowledgements.submit_all(events)
-        await each_traced(
-            (event.trace, announce(event, channels))
-            for event, channels in zip(events, reached, strict=True)
+        A batch is never the last try of a notification: when one is pending, the call fails
+        and the batch goes one event at a time, which skips what was sent (the claims say
+        so) and retries the rest with its delivery count."""
+        reached = await each_traced(
+            (delivery.event.trace, acknowledge_in_turn(delivery)) for delivery in deliveries
         )
+        await acknowledgements.submit_all([delivery.event for delivery in deliveries])
+        for delivery, channels in zip(deliveries, reached, strict=True):
+            event = delivery.event
+            delivery.emit(
+                IncidentAcknowledged(
+                    event_id=derived_event_id(event.incident_id, "acknowledged"),
+                    incident_id=event.incident_id,
+                    ticket_id=event.ticket_id,
+                    channels=channels,
+                    trace=event.trace,
+                ),
+                "incident acknowledged",
+            )
 
-    runtime.handle_batches(NOTIFIER_TICKETED, IncidentTicketed, on_ticketed_batch)
-
-    @runtime.consume(NOTIFIER_REMINDER)
-    async def on_reminder_requested(event: ReminderRequested) -> None:
+    @runtime.step(NOTIFIER_REMINDER, whole_batches=False)
+    async def send_reminder(deliveries: list[Delivery[ReminderRequested]]) -> None:
+        """One follow-up or escalation mail (or text), unless the incident was resolved
+        since; one at a time, so a failing send does not resend the others."""
+        (delivery,) = deliveries
+        event = delivery.event
         async with runtime.pool.acquire() as conn:
             found = await store.incident_for_reminder(conn, event.incident_id)
         if found is None:
             raise LookupError(f"incident {event.incident_id} not found")
         status, view = found
-        final = on_last_delivery()
+        final = delivery.last_try
         if status != "open":
             # Resolved after the reminder service looked: nobody needs chasing.
             state = "skipped"

@@ -29,6 +29,7 @@ from incidentflow.loops import survive_round
 from incidentflow.messaging import publish_batch, publish_delayed
 from incidentflow.metrics import record_reminder_lateness
 from incidentflow.service import ServiceRuntime
+from incidentflow.steps import Delivery
 from services.reminder import store
 from services.reminder.settings import ReminderSettings
 
@@ -99,7 +100,7 @@ class Reminders:
 
     async def schedule(self, events: list[IncidentTicketed]) -> None:
         """The customer follow-up, and the team escalation if enabled, for new incidents
-        (one, or a whole batch: ServiceRuntime.handle_batches)."""
+        (one, or a whole batch: incidentflow.steps)."""
         schedules = [self._schedule_of(event) for event in events]
         await self._schedules.submit_all(schedules)
         # Recorded first: a tick can only find what is in the table.
@@ -250,24 +251,25 @@ class Reminders:
 
 
 def register(runtime: ServiceRuntime, reminders: Reminders) -> None:
-    @runtime.consume(REMINDER_TICKETED)
-    async def on_incident_ticketed(event: IncidentTicketed) -> None:
-        await reminders.schedule([event])
+    @runtime.step(REMINDER_TICKETED)
+    async def schedule_follow_ups(deliveries: list[Delivery[IncidentTicketed]]) -> None:
+        """Recorded in one call for a batch; nothing is published per incident."""
+        await reminders.schedule([delivery.event for delivery in deliveries])
 
-    # Recording follow-ups publishes nothing per incident: a batch is recorded in one call.
-    runtime.handle_batches(REMINDER_TICKETED, IncidentTicketed, reminders.schedule)
+    @runtime.step(REMINDER_MESSAGE, whole_batches=False)
+    async def restart_follow_up(deliveries: list[Delivery[IncidentMessageReceived]]) -> None:
+        (delivery,) = deliveries
+        await reminders.restart_follow_up(delivery.event)
 
-    @runtime.consume(REMINDER_MESSAGE)
-    async def on_message_received(event: IncidentMessageReceived) -> None:
-        await reminders.restart_follow_up(event)
+    @runtime.step(REMINDER_TICK, whole_batches=False)
+    async def fire_tick(deliveries: list[Delivery[ReminderTick]]) -> None:
+        (delivery,) = deliveries
+        await reminders.on_tick(delivery.event)
 
-    @runtime.consume(REMINDER_TICK)
-    async def on_reminder_tick(tick: ReminderTick) -> None:
-        await reminders.on_tick(tick)
-
-    @runtime.consume(REMINDER_DUE)
-    async def on_reminder_due(event: ReminderDue) -> None:
-        await reminders.on_due(event)
+    @runtime.step(REMINDER_DUE, whole_batches=False)
+    async def fire_one(deliveries: list[Delivery[ReminderDue]]) -> None:
+        (delivery,) = deliveries
+        await reminders.on_due(delivery.event)
 
     runtime.on_started.append(reminders.start_sweeper)
     runtime.on_stopping.append(reminders.stop_sweeper)

@@ -4,6 +4,7 @@ customer's later messages (incident.message_received) added to that ticket as co
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import asyncpg
 
@@ -17,6 +18,7 @@ from contracts.topology import TICKETING_CLASSIFIED, TICKETING_MESSAGE
 from incidentflow.audit import record_handled
 from incidentflow.batching import Batcher
 from incidentflow.service import ServiceRuntime
+from incidentflow.steps import Delivery
 from incidentflow.tracing import each_traced
 from services.ticketing import store
 from services.ticketing.policy import open_ticket
@@ -53,55 +55,43 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
         ticket_id, fallback = await open_ticket(tickets, ticket_request(event))
         return event, ticket_id, fallback
 
-    async def announce(event: IncidentClassified, ticket_id: str, fallback: bool) -> None:
-        ticketed = IncidentTicketed(
-            **event.model_dump(exclude={"event_id", "occurred_at"}),
-            event_id=derived_event_id(event.incident_id, "ticketed"),
-            ticket_id=ticket_id,
-            ticket_fallback=fallback,
-        )
-        await runtime.events.publish(ticketed)
-        log.info(
-            "incident ticketed",
-            extra={"incident_id": str(event.incident_id), "fallback": fallback},
-        )
-
-    @runtime.consume(TICKETING_CLASSIFIED)
-    async def on_incident_classified(event: IncidentClassified) -> None:
-        opened = await ticket(event, await existing.submit(event.incident_id))
-        stored = await saved.submit(opened)
-        if stored is None:
-            raise LookupError(f"incident {event.incident_id} not found")
-        await announce(event, *stored)
-
-    async def on_batch(events: list[IncidentClassified]) -> None:
-        """A batch's events together: one read of their tickets, the missing ones opened
-        concurrently (GuardedTicketSystem bounds the calls to the ticket system, as for the
-        events of a batch handled one by one), one write, then each published and logged
-        under its own incident's trace."""
+    @runtime.step(TICKETING_CLASSIFIED)
+    async def open_tickets(deliveries: list[Delivery[IncidentClassified]]) -> None:
+        """One read of the incidents' tickets, the missing ones opened concurrently, each
+        under its incident's trace (GuardedTicketSystem bounds the calls to the ticket
+        system), one write, each announced as incident.ticketed."""
+        events = [delivery.event for delivery in deliveries]
         found = await existing.submit_all([event.incident_id for event in events])
         opened = await each_traced(
             (event.trace, ticket(event, ticket_id))
             for event, ticket_id in zip(events, found, strict=True)
         )
-        saved_tickets = await saved.submit_all(opened)
-        if None in saved_tickets:
-            # Before anything is published: the event by event way then retries or
-            # dead-letters the missing incident alone.
-            raise LookupError("an incident of the batch was not found")
-        await each_traced(
-            (event.trace, announce(event, *stored))
-            for event, stored in zip(events, saved_tickets, strict=True)
-            if stored is not None
-        )
+        stored = await saved.submit_all(opened)
+        missing = [str(e.incident_id) for e, row in zip(events, stored, strict=True) if not row]
+        if missing:
+            # Before anything is published: the missing incident is retried or dead-lettered
+            # on its own (a batch goes one event at a time after a failure).
+            raise LookupError(f"incidents not found: {', '.join(missing)}")
+        rows = cast(list[tuple[str, bool]], stored)
+        for delivery, (ticket_id, fallback) in zip(deliveries, rows, strict=True):
+            delivery.emit(
+                IncidentTicketed(
+                    **delivery.event.model_dump(exclude={"event_id", "occurred_at"}),
+                    event_id=derived_event_id(delivery.event.incident_id, "ticketed"),
+                    ticket_id=ticket_id,
+                    ticket_fallback=fallback,
+                ),
+                "incident ticketed",
+                fallback=fallback,
+            )
 
-    runtime.handle_batches(TICKETING_CLASSIFIED, IncidentClassified, on_batch)
-
-    @runtime.consume(TICKETING_MESSAGE)
-    async def on_message_received(event: IncidentMessageReceived) -> None:
+    @runtime.step(TICKETING_MESSAGE, whole_batches=False)
+    async def add_comments(deliveries: list[Delivery[IncidentMessageReceived]]) -> None:
         """The message as a comment on the incident's ticket. Before the incident has a real
         ticket (still being opened, or a fallback id the reconciler has not replaced yet)
         this raises, and the runtime retries the event with back-off."""
+        (delivery,) = deliveries
+        event = delivery.event
         async with runtime.pool.acquire() as conn:
             if await store.handled_before(conn, runtime.name, event.event_id):
                 return  # a redelivery: the comment is there (Jira has no idempotency key)

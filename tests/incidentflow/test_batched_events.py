@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -20,9 +21,10 @@ from contracts.topology import EVENTS, Route
 from incidentflow.batched_events import (
     BATCH_CONTENT_TYPE,
     BATCH_HEADER,
-    WholeBatch,
+    BatchStep,
     decode_batch,
     encode_batch,
+    event_bodies,
 )
 from incidentflow.messaging import (
     RETRIES_HEADER,
@@ -31,7 +33,8 @@ from incidentflow.messaging import (
     make_broker,
     publish_batch,
 )
-from incidentflow.metrics import instrument_messaging, timed_whole_batch
+from incidentflow.metrics import instrument_messaging
+from incidentflow.steps import Delivery, Step
 from incidentflow.tracing import traced
 from tests.incidentflow.test_messaging import drain, until
 
@@ -43,6 +46,13 @@ class BatchedProbe(Event):
 
 class OtherProbe(Event):
     name = "test.other-probe"
+    note: str
+
+
+class ProbeOutput(Event):
+    """What the probe step publishes (nothing else publishes it, nothing else binds it)."""
+
+    name = "test.probe-output"
     note: str
 
 
@@ -87,15 +97,15 @@ def exporting(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def whole_batches() -> dict[str, WholeBatch]:
-    """The consuming broker's whole-batch handlers, as ServiceRuntime.handle_batches fills
+def whole_batches() -> dict[str, BatchStep]:
+    """The consuming broker's steps that take batches whole, as ServiceRuntime.step fills
     them in."""
     return {}
 
 
 @pytest.fixture
 async def consuming(
-    rabbitmq_url: str, exporting: bool, whole_batches: dict[str, WholeBatch]
+    rabbitmq_url: str, exporting: bool, whole_batches: dict[str, BatchStep]
 ) -> AsyncIterator[RabbitBroker]:
     """A broker set up as ServiceRuntime sets up every service's."""
     broker = make_broker(rabbitmq_url, prefetch=10)
@@ -113,11 +123,11 @@ async def consuming(
         await broker.stop()
 
 
-async def bound_queue(broker: RabbitBroker) -> str:
-    """A queue of BatchedProbe with nobody consuming it: the test reads what arrived."""
-    route = Route(f"batches{uuid.uuid4().hex[:6]}", BatchedProbe)
+async def bound_queue(broker: RabbitBroker, event: type[Event] = BatchedProbe) -> str:
+    """A queue of ``event`` with nobody consuming it: the test reads what arrived."""
+    route = Route(f"batches{uuid.uuid4().hex[:6]}", event)
     declared = await broker.declare_queue(route.queue)
-    await declared.bind(await broker.declare_exchange(EVENTS), BatchedProbe.routing_key())
+    await declared.bind(await broker.declare_exchange(EVENTS), event.routing_key())
     return declared.name
 
 
@@ -220,27 +230,34 @@ async def test_each_event_of_a_batch_is_handled_retried_and_dead_lettered_on_its
     assert len(handled) == 4
 
 
-async def test_a_batch_goes_whole_to_its_whole_batch_handler_and_event_by_event_if_it_fails(
+async def test_a_batch_goes_whole_to_its_step_and_event_by_event_if_it_fails(
     consuming: RabbitBroker,
-    exporting: bool,
-    whole_batches: dict[str, WholeBatch],
+    whole_batches: dict[str, BatchStep],
     rabbitmq_url: str,
 ) -> None:
     route = Route(f"batches{uuid.uuid4().hex[:6]}", BatchedProbe)
     await declare_routes(consuming, (route,))
-    one_by_one: list[str] = []
-    whole: list[list[str]] = []
+    out = await bound_queue(consuming, ProbeOutput)
+    calls: list[list[str]] = []
 
-    @consuming.subscriber(route.queue, route.source)
-    async def on_probe(event: BatchedProbe) -> None:
-        one_by_one.append(event.note)
-
-    async def on_batch(events: list[BatchedProbe]) -> None:
-        whole.append([e.note for e in events])
-        if any(e.note == "fails-whole" for e in events):
+    async def probe(deliveries: list[Delivery[BatchedProbe]]) -> None:
+        calls.append([d.event.note for d in deliveries])
+        if len(deliveries) > 1 and any(d.event.note == "fails-whole" for d in deliveries):
             raise ConnectionError("database restarting")
+        for d in deliveries:
+            d.emit(ProbeOutput(incident_id=d.event.incident_id, note=d.event.note), "probed")
 
-    whole_batches[route.queue_name] = timed_whole_batch(route.queue_name, BatchedProbe, on_batch)
+    step = Step(
+        queue=route.queue_name,
+        model=BatchedProbe,
+        function=probe,
+        whole_batches=True,
+        publisher=BatchPublisher(consuming),
+        log=logging.getLogger("incidentflow.batches"),
+        broker=consuming,
+    )
+    consuming.subscriber(route.queue, route.source)(step.subscriber_handler())
+    whole_batches[route.queue_name] = step
     await consuming.start()
     steps_before = steps(route)
 
@@ -261,23 +278,25 @@ async def test_a_batch_goes_whole_to_its_whole_batch_handler_and_event_by_event_
         content_type=BATCH_CONTENT_TYPE,
         persist=True,
     )
-    everything = ["a", "alone", "b", "c", "d", "e", "fails-whole"]
     # Every event handled counts once in the step histogram, whichever way it went (the
     # poison one too).
-    await until(lambda: steps(route) >= steps_before + len(everything) + 1)
+    await until(lambda: steps(route) >= steps_before + 8)
     dead = await drain(rabbitmq_url, route.dead_letter_queue.name, timeout=1)
     assert [m.body for m in dead] == [b'{"note":"x"}']
-    if exporting:
-        # Each event keeps its own span: every batch goes the per-event way.
-        assert whole == []
-        assert sorted(one_by_one) == everything
-    else:
-        assert sorted(whole) == [["a", "b", "c"], ["fails-whole", "d"]]
-        # What failed whole went event by event, a single message and the poisoned batch's
-        # good event too.
-        assert sorted(one_by_one) == ["alone", "d", "e", "fails-whole"]
+    # Tracing exported or not, the same way: batches whole, what failed whole (and the
+    # poisoned batch's good event, and a single message) one at a time.
+    whole = sorted(c for c in calls if len(c) > 1)
+    assert whole == [["a", "b", "c"], ["fails-whole", "d"]]
+    assert sorted(c[0] for c in calls if len(c) == 1) == ["alone", "d", "e", "fails-whole"]
+    # What the step emitted went out once per event, whichever way the event went.
+    emitted = [
+        ProbeOutput.model_validate_json(body).note
+        for m in await drain(rabbitmq_url, out, timeout=1)
+        for body in event_bodies(m.body, m.headers)
+    ]
+    assert sorted(emitted) == ["a", "alone", "b", "c", "d", "e", "fails-whole"]
     await asyncio.sleep(0.3)
-    assert steps(route) == steps_before + len(everything) + 1
+    assert steps(route) == steps_before + 8
     assert failed(route, "dead-lettered") == 1
 
 

@@ -70,7 +70,8 @@ def classifier(
             {
                 "RABBITMQ_URL": broker_url,
                 "DATABASE_URL": database_url,
-                "CLASSIFIER_MODEL_DIR": str(var / "no-model"),
+                # The model `make install` trained (var/model): training one at start takes
+                # longer than the readiness wait on a slow machine.
             },
             var / "classifier.log",
         )

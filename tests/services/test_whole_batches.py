@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
@@ -20,7 +20,7 @@ from contracts.events import (
     IncidentTicketed,
 )
 from contracts.topology import CLASSIFIER_SCORED, EVENTS, SENTIMENT_RECEIVED, TICKETING_CLASSIFIED
-from incidentflow.batched_events import WholeBatch, decode_batch, is_batch
+from incidentflow.batched_events import decode_batch, is_batch
 from incidentflow.messaging import make_broker, publish_batch
 from incidentflow.service import ServiceRuntime
 from incidentflow_tools.sandbox import own_vhost
@@ -35,6 +35,7 @@ from services.ticketing.adapters.local import LocalTicketSystem
 from services.ticketing.handlers import register as register_ticketing
 from services.ticketing.settings import TicketingSettings
 from tests.services.incidents import classified_from, scored_from, stored_incident
+from tests.steps import note_whole_batches
 
 MESSAGES = (
     "I was charged twice for my order, refund the duplicate now!",
@@ -137,15 +138,7 @@ async def test_a_batch_goes_whole_and_each_event_keeps_its_own_trace(
 ) -> None:
     make_runtime, route, convert, output, column = CASES[service]
     runtime: ServiceRuntime = make_runtime(vhost_url, database_url)
-    whole = runtime._whole_batches[route.queue_name]
-    calls: list[int] = []
-    handle: Callable[[list[Any]], Awaitable[None]] = whole.handle
-
-    async def counted(events: list[Any]) -> None:
-        calls.append(len(events))
-        await handle(events)
-
-    runtime._whole_batches[route.queue_name] = WholeBatch(whole.model, counted)
+    calls = note_whole_batches(runtime, route)
     received = await stored_incidents(pool)
     inputs: list[IncidentReceived | IncidentScored] = [
         convert(e) if convert else e for e in received
@@ -163,7 +156,7 @@ async def test_a_batch_goes_whole_and_each_event_keeps_its_own_trace(
         finally:
             await runtime.broker.stop()
 
-    assert calls == [len(inputs)]  # one call for the batch, not one per event
+    assert calls == [(len(inputs), "handled")]  # one call for the batch, not one per event
     by_incident = {output.model_validate_json(body).incident_id: h for h, body in events}
     for event in inputs:
         assert by_incident[event.incident_id]["traceparent"] == event.trace["traceparent"]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 
 from contracts.events import IncidentTicketed
 from contracts.topology import NOTIFIER_TICKETED
-from incidentflow.batched_events import WholeBatch
 from incidentflow.service import ServiceRuntime
 from services.notifier.adapters.smtp import SmtpMailer
 from services.notifier.adapters.twilio import LoggedTexts
@@ -20,32 +18,23 @@ from services.notifier.handlers import register
 from services.notifier.notify import Notifier
 from tests.e2e.conftest import insert_ticketed_incident, publish
 from tests.services.notifier.conftest import Acknowledgements, Inbox, settings, smtp_server
+from tests.steps import note_whole_batches
 
 
 @asynccontextmanager
 async def notifier(
-    broker_url: str, database_url: str, inbox: Inbox, outcomes: list[tuple[int, str]]
-) -> AsyncIterator[None]:
-    """A notifier consuming, its whole-batch handler noting each call's size and outcome."""
+    broker_url: str, database_url: str, inbox: Inbox
+) -> AsyncIterator[list[tuple[int, str]]]:
+    """A notifier consuming; what it yields notes each whole-batch call's size and outcome."""
     config = settings(broker_url, database_url, inbox)
     runtime = ServiceRuntime("notifier", config)
     mailer = SmtpMailer("127.0.0.1", inbox.port)
     register(runtime, Notifier(lambda: runtime.pool, mailer, LoggedTexts(), config))
-    whole = runtime._whole_batches[NOTIFIER_TICKETED.queue_name]
-
-    async def noted(events: list[Any]) -> None:
-        try:
-            await whole.handle(events)
-        except Exception as exc:
-            outcomes.append((len(events), type(exc).__name__))
-            raise
-        outcomes.append((len(events), "handled"))
-
-    runtime._whole_batches[NOTIFIER_TICKETED.queue_name] = WholeBatch(whole.model, noted)
+    outcomes = note_whole_batches(runtime, NOTIFIER_TICKETED)
     async with runtime.lifespan():
         await runtime.broker.start()
         try:
-            yield
+            yield outcomes
         finally:
             await runtime.broker.stop()
             await mailer.close()
@@ -82,8 +71,7 @@ async def test_a_batch_is_acknowledged_whole(
     broker_url: str, database_url: str, inbox: Inbox, acknowledgements: Acknowledgements
 ) -> None:
     events = await three_incidents(database_url)
-    outcomes: list[tuple[int, str]] = []
-    async with notifier(broker_url, database_url, inbox, outcomes):
+    async with notifier(broker_url, database_url, inbox) as outcomes:
         await publish(broker_url, *events, batched=True)
         seen = await acknowledgements.wait_for(3)
     assert outcomes == [(3, "handled")]  # one call for the batch, not one per event
@@ -96,11 +84,10 @@ async def test_a_pending_notification_sends_the_batch_event_by_event_and_none_tw
     broker_url: str, database_url: str, acknowledgements: Acknowledgements
 ) -> None:
     events = await three_incidents(database_url)
-    outcomes: list[tuple[int, str]] = []
     # The first mail of the batch is refused for now: that incident's acknowledgement is
     # pending, so the whole call fails after the other two went out.
     with smtp_server(Inbox(refusals=["451 4.3.0 try again later"])) as inbox:
-        async with notifier(broker_url, database_url, inbox, outcomes):
+        async with notifier(broker_url, database_url, inbox) as outcomes:
             await publish(broker_url, *events, batched=True)
             seen = await acknowledgements.wait_for(3)
     assert outcomes == [(3, "NotificationsPending")]

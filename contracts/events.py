@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +77,9 @@ class Event(Envelope):
     incident_id: uuid.UUID
 
 
+NextEvent = TypeVar("NextEvent", bound="IncidentReceived")
+
+
 class IncidentReceived(Event):
     """Ingest accepted a customer message."""
 
@@ -88,6 +91,16 @@ class IncidentReceived(Event):
     email: str
     phone: str | None = None
     created_at: datetime
+
+    def next_step(self, event: type[NextEvent], step: str, **found: Any) -> NextEvent:
+        """The event the incident's next step publishes: everything this one carries (its
+        trace included), what ``step`` found, and an id derived from the incident and the
+        step, the same on every retry."""
+        return event(
+            **self.model_dump(exclude={"event_id", "occurred_at"}),
+            event_id=derived_event_id(self.incident_id, step),
+            **found,
+        )
 
 
 class IncidentMessageReceived(Event):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.events import IncidentClassified, IncidentScored, derived_event_id
+from contracts.events import IncidentClassified, IncidentScored
 from contracts.topology import CLASSIFIER_SCORED
 from incidentflow.metrics import record_classification
 from incidentflow.service import ServiceRuntime
@@ -33,9 +33,9 @@ def register(runtime: ServiceRuntime, classifier: Classifier, review_threshold: 
         await classifications.submit_all(decided)
         for delivery, (event, result, review) in zip(deliveries, decided, strict=True):
             delivery.emit(
-                IncidentClassified(
-                    **event.model_dump(exclude={"event_id", "occurred_at"}),
-                    event_id=derived_event_id(event.incident_id, "classified"),
+                event.next_step(
+                    IncidentClassified,
+                    "classified",
                     classification=result.category,
                     confidence=result.confidence,
                     reason=result.reason,

@@ -9,7 +9,6 @@ from contracts.events import (
     IncidentMessageReceived,
     IncidentReceived,
     IncidentScored,
-    derived_event_id,
 )
 from contracts.topology import SENTIMENT_MESSAGE, SENTIMENT_RECEIVED
 from incidentflow.service import ServiceRuntime
@@ -33,9 +32,9 @@ def register(runtime: ServiceRuntime, scorer: SentimentScorer) -> None:
         await scores.submit_all(scored)
         for delivery, (event, score) in zip(deliveries, scored, strict=True):
             delivery.emit(
-                IncidentScored(
-                    **event.model_dump(exclude={"event_id", "occurred_at"}),
-                    event_id=derived_event_id(event.incident_id, "scored"),
+                event.next_step(
+                    IncidentScored,
+                    "scored",
                     sentiment=score.sentiment,
                     polarity=score.polarity,
                     language=score.language,

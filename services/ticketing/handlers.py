@@ -12,7 +12,6 @@ from contracts.events import (
     IncidentClassified,
     IncidentMessageReceived,
     IncidentTicketed,
-    derived_event_id,
 )
 from contracts.topology import TICKETING_CLASSIFIED, TICKETING_MESSAGE
 from incidentflow.audit import record_handled
@@ -75,9 +74,9 @@ def register(runtime: ServiceRuntime, tickets: TicketSystem) -> None:
         rows = cast(list[tuple[str, bool]], stored)
         for delivery, (ticket_id, fallback) in zip(deliveries, rows, strict=True):
             delivery.emit(
-                IncidentTicketed(
-                    **delivery.event.model_dump(exclude={"event_id", "occurred_at"}),
-                    event_id=derived_event_id(delivery.event.incident_id, "ticketed"),
+                delivery.event.next_step(
+                    IncidentTicketed,
+                    "ticketed",
                     ticket_id=ticket_id,
                     ticket_fallback=fallback,
                 ),

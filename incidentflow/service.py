@@ -107,7 +107,6 @@ class ServiceRuntime:
                 queue=route.queue_name,
                 model=route.event,
                 function=function,
-                whole_batches=whole_batches,
                 publisher=self.events,
                 log=logging.getLogger(f"incidentflow.{self.name}"),
                 broker=self.broker,

@@ -69,7 +69,6 @@ class Step(Generic[E]):
     queue: str
     model: type[E]
     function: StepFunction[E]
-    whole_batches: bool
     publisher: BatchPublisher
     log: logging.Logger
     broker: RabbitBroker

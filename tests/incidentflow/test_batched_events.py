@@ -251,7 +251,6 @@ async def test_a_batch_goes_whole_to_its_step_and_event_by_event_if_it_fails(
         queue=route.queue_name,
         model=BatchedProbe,
         function=probe,
-        whole_batches=True,
         publisher=BatchPublisher(consuming),
         log=logging.getLogger("incidentflow.batches"),
         broker=consuming,
